@@ -1,0 +1,1 @@
+"""Pipelines, the `vwm` command line, and comparison reports."""

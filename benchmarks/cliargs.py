@@ -1,0 +1,111 @@
+"""Command-line options generated from config dataclasses (one docstring per field)."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import inspect
+import textwrap
+import types
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of a dataclass (its class and bases)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()
+) -> None:
+    """Add one ``--field-name`` option per field of dataclass `cls`, help from its docstring."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        tp, optional = _unwrap_optional(hints[f.name])
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        positional = bool(f.metadata.get("positional"))
+        flag = f.name if positional else "--" + f.name.replace("_", "-")
+        help_text = docs.get(f.name, "")
+        if not required:
+            help_text += f" (default: {default})"
+        kwargs: dict[str, Any] = {"help": help_text}
+        if not positional:
+            kwargs["dest"] = f.name
+        origin = typing.get_origin(tp)
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif origin in (tuple, list):
+            inner = typing.get_args(tp)[0]
+            kwargs.update(nargs="+", type=inner)
+        elif origin is typing.Literal:
+            choices = typing.get_args(tp)
+            kwargs.update(choices=choices, type=type(choices[0]))
+        elif tp in (int, float, str):
+            kwargs["type"] = tp
+        else:
+            kwargs["type"] = str
+        if positional:
+            if not required:
+                kwargs.update(nargs="?", default=default)
+        elif required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+        parser.add_argument(flag, **kwargs)
+
+
+def dataclass_from_args(cls: type[T], namespace: argparse.Namespace, **overrides: Any) -> T:
+    """Build `cls` from parsed options (lists become tuples where the field is a tuple)."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init or not hasattr(namespace, f.name):
+            continue
+        value = getattr(namespace, f.name)
+        tp, _ = _unwrap_optional(hints[f.name])
+        if typing.get_origin(tp) is tuple and isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    values.update(overrides)
+    return cls(**values)  # type: ignore[call-arg]

@@ -1,0 +1,1 @@
+"""World models: the `WorldModel` protocol, model families, training loop and checkpoints."""

@@ -1,0 +1,70 @@
+"""Model fidelity on held-out data: open-loop PSNR against horizon, reward and termination error."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from world_models.base import WorldModel
+from world_models.data import SequenceBatch
+
+
+def psnr(prediction: Tensor, target: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio in dB per sample of uint8 images (B, ...) -> (B,)."""
+    diff = prediction.float() - target.float()
+    mse = diff.pow(2).flatten(1).mean(1).clamp_min(1e-3)  # (B,)
+    return 10.0 * torch.log10(255.0**2 / mse)
+
+
+@torch.inference_mode()
+def open_loop_rollout(
+    model: WorldModel, batch: SequenceBatch, context_len: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Burn in on the first `context_len` frames, then imagine the rest with the real actions.
+
+    Returns imagined frames uint8 (B, H', H, W, C), rewards (B, H') and continue
+    probabilities (B, H'), where H' = T - context_len.
+    """
+    state = model.init_state(batch.frames[:, :context_len], batch.actions[:, :context_len])
+    frames, rewards, conts = [], [], []
+    for t in range(context_len, batch.frames.shape[1]):
+        transition = model.step(state, batch.actions[:, t], generator)
+        state = transition.state
+        frames.append(model.decode(state))
+        rewards.append(transition.reward)
+        conts.append(transition.cont_prob)
+    return torch.stack(frames, 1), torch.stack(rewards, 1), torch.stack(conts, 1)
+
+
+def open_loop_metrics(
+    model: WorldModel,
+    batch: SequenceBatch,
+    context_len: int,
+    horizons: tuple[int, ...] = (1, 5, 15),
+    seed: int = 0,
+) -> dict[str, float]:
+    """PSNR at each horizon, reward MAE, and termination accuracy on held-out windows.
+
+    `batch` holds windows of length ``context_len + max(horizons)`` that start an episode
+    at most at index 0. Steps after a real termination are excluded from the reward and
+    termination metrics (the real episode has ended there).
+    """
+    device = next(model.parameters()).device
+    batch = batch.to(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    frames, rewards, conts = open_loop_rollout(model, batch, context_len, generator)
+    real = batch.frames[:, context_len:]
+    metrics: dict[str, float] = {}
+    for h in horizons:
+        if h <= frames.shape[1]:
+            metrics[f"psnr_h{h}"] = float(psnr(frames[:, h - 1], real[:, h - 1]).mean())
+    terminated = batch.terminated[:, context_len:]
+    # valid until (and including) the first real termination
+    alive = (terminated.cumsum(1) - terminated.long()) == 0  # (B, H')
+    real_rewards = batch.rewards[:, context_len:]
+    metrics["reward_mae"] = float((rewards - real_rewards).abs()[alive].mean())
+    predicted_end = conts < 0.5
+    metrics["termination_accuracy"] = float((predicted_end == terminated)[alive].float().mean())
+    if terminated.any():
+        metrics["termination_recall"] = float(predicted_end[terminated].float().mean())
+    return metrics

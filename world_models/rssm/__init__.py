@@ -1,0 +1,57 @@
+"""RSSM family (DreamerV3 recipe, Hafner et al. 2023, arXiv:2301.04104): the fast workhorse.
+
+Plugs into `world_models.families` through `make_spec` and `build`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Literal
+
+from world_models.base import ModelSpec
+from world_models.rssm.config import PRESETS, RSSMConfig
+from world_models.rssm.model import RSSMWorldModel
+from world_models.rssm.networks import conv_stages
+
+__all__ = ["PRESETS", "RSSMConfig", "RSSMWorldModel", "build", "make_spec"]
+
+
+def make_spec(
+    frame_shape: tuple[int, int, int],
+    action_kind: Literal["discrete", "continuous"],
+    action_dim: int,
+    action_low: tuple[float, ...] | None = None,
+    action_high: tuple[float, ...] | None = None,
+    preset: str = "small",
+    overrides: dict[str, Any] | None = None,
+) -> ModelSpec:
+    """A `ModelSpec` for an RSSM at `preset` with `overrides` applied (unknown keys: ValueError)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown RSSM preset {preset!r}; known presets: {sorted(PRESETS)}")
+    if action_kind not in ("discrete", "continuous"):
+        raise ValueError(f"action_kind must be 'discrete' or 'continuous', got {action_kind!r}")
+    if action_dim < 1:
+        raise ValueError(f"action_dim must be >= 1, got {action_dim}")
+    frame_shape = tuple(int(v) for v in frame_shape)
+    if len(frame_shape) != 3:
+        raise ValueError(f"frame_shape must be (H, W, C), got {frame_shape}")
+    cfg = PRESETS[preset].replace(overrides or {})
+    conv_stages(frame_shape[0], frame_shape[1], cfg.min_res)  # validates the frame size
+    return ModelSpec(
+        family="rssm",
+        frame_shape=frame_shape,
+        action_kind=action_kind,
+        action_dim=int(action_dim),
+        action_low=None if action_low is None else tuple(float(v) for v in action_low),
+        action_high=None if action_high is None else tuple(float(v) for v in action_high),
+        context_len=cfg.context_len,
+        feature_dim=cfg.feature_dim,
+        hparams=asdict(cfg),
+    )
+
+
+def build(spec: ModelSpec) -> RSSMWorldModel:
+    """A freshly initialised `RSSMWorldModel` for `spec`."""
+    if spec.family != "rssm":
+        raise ValueError(f"spec is for family {spec.family!r}, not 'rssm'")
+    return RSSMWorldModel(spec, RSSMConfig(**spec.hparams))

@@ -1,0 +1,250 @@
+"""The RSSM world model: recurrent state-space model with categorical latents.
+
+DreamerV3 (Hafner et al. 2023, "Mastering Diverse Domains through World Models",
+arXiv:2301.04104), built on PlaNet's RSSM (Hafner et al. 2019, arXiv:1811.04551):
+a deterministic GRU state ``deter`` carries history; a stochastic state ``stoch`` of G
+categoricals with K classes (1% unimix) is drawn from the prior p(z_t | h_t) when
+imagining and from the posterior q(z_t | h_t, x_t) when a real frame x_t is seen.
+Training reconstructs frames, predicts two-hot symlog rewards and continue flags from
+[h_t, z_t], and ties prior and posterior by KL balancing with free bits.
+
+State keys: ``"deter"`` float32 (B, deter) and ``"stoch"`` float32 one-hot (B, G, K).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from world_models.base import ModelSpec, State, Transition
+from world_models.data import SequenceBatch
+from world_models.heads import ContinueHead, RewardHead
+from world_models.rssm.config import RSSMConfig
+from world_models.rssm.distributions import (
+    categorical_entropy,
+    kl_balance,
+    mode_onehot,
+    sample_onehot,
+    unimix_probs,
+)
+from world_models.rssm.networks import (
+    ConvDecoder,
+    ConvEncoder,
+    NormGRUCell,
+    frames_to_input,
+    linear_norm_silu,
+    onehot_actions,
+    output_to_frames,
+)
+
+
+class RSSMWorldModel(nn.Module):
+    """DreamerV3-style RSSM implementing the `WorldModel` protocol."""
+
+    def __init__(self, spec: ModelSpec, config: RSSMConfig | None = None) -> None:
+        super().__init__()
+        cfg = config if config is not None else RSSMConfig(**spec.hparams)
+        self.spec = spec
+        self.cfg = cfg
+        self.frame_shape = tuple(spec.frame_shape)
+        stoch_flat = cfg.stoch * cfg.classes
+        self.encoder = ConvEncoder(spec.frame_shape, cfg.depth, cfg.min_res, cfg.conv_norm)
+        self.decoder = ConvDecoder(
+            cfg.feature_dim, spec.frame_shape, cfg.depth, cfg.min_res, cfg.conv_norm
+        )
+        self.img_in = linear_norm_silu(stoch_flat + spec.action_dim, cfg.hidden)
+        self.gru = NormGRUCell(cfg.hidden, cfg.deter)
+        self.prior_net = nn.Sequential(
+            linear_norm_silu(cfg.deter, cfg.hidden), nn.Linear(cfg.hidden, stoch_flat)
+        )
+        self.post_net = nn.Sequential(
+            linear_norm_silu(cfg.deter + self.encoder.out_dim, cfg.hidden),
+            nn.Linear(cfg.hidden, stoch_flat),
+        )
+        self.reward_head = RewardHead(
+            cfg.feature_dim, cfg.hidden, cfg.head_layers, cfg.reward_bins, cfg.reward_low,
+            cfg.reward_high,
+        )
+        self.cont_head = ContinueHead(cfg.feature_dim, cfg.hidden, cfg.head_layers)
+        self.init_deter = nn.Parameter(torch.zeros(cfg.deter))  # learned initial state
+        center, scale = _action_affine(spec)
+        self.register_buffer("action_center", center, persistent=False)
+        self.register_buffer("action_scale", scale, persistent=False)
+
+    # ----------------------------------------------------------------- plumbing
+    def _action_input(self, action: Tensor, lead: tuple[int, ...]) -> Tensor:
+        """Actions (*lead) int64 or (*lead, A) float -> float32 (*lead, A_in) network input."""
+        device = self.init_deter.device
+        try:
+            if self.spec.action_kind == "discrete":
+                return onehot_actions(action.to(device).reshape(lead), self.spec.action_dim)
+            action = action.to(device=device, dtype=torch.float32)
+            action = action.reshape(*lead, self.spec.action_dim)
+        except RuntimeError as err:
+            raise ValueError(
+                f"{self.spec.action_kind} actions of shape {tuple(action.shape)} do not fit "
+                f"batch shape {lead} and action_dim {self.spec.action_dim}"
+            ) from err
+        return (action - self.action_center) / self.action_scale
+
+    def _check_frames(self, frames: Tensor, ndim: int) -> None:
+        if frames.ndim != ndim or tuple(frames.shape[-3:]) != self.frame_shape:
+            raise ValueError(
+                f"expected uint8 frames (..., {self.frame_shape}) with {ndim} dims, "
+                f"got {tuple(frames.shape)}"
+            )
+
+    def _latent_probs(self, net: nn.Module, x: Tensor) -> Tensor:
+        """(..., G, K) unimixed probabilities from a logits network."""
+        logits = net(x).unflatten(-1, (self.cfg.stoch, self.cfg.classes))  # (..., G, K)
+        return unimix_probs(logits, self.cfg.unimix)
+
+    def _img_step(self, deter: Tensor, stoch: Tensor, action_in: Tensor) -> Tensor:
+        """Deterministic transition: h_t = GRU(h_{t-1}, [z_{t-1}, a_t])  -> (B, D)."""
+        x = self.img_in(torch.cat([stoch.flatten(-2), action_in], dim=-1))  # (B, hidden)
+        return self.gru(x, deter)
+
+    def _posterior(self, deter: Tensor, embed: Tensor) -> Tensor:
+        """q(z_t | h_t, x_t) probabilities (..., G, K)."""
+        return self._latent_probs(self.post_net, torch.cat([deter, embed], dim=-1))
+
+    def initial(self, batch: int) -> State:
+        """The learned initial state for `batch` rows: tanh(w) and the prior's mode."""
+        deter = torch.tanh(self.init_deter).expand(batch, -1)  # (B, D)
+        stoch = mode_onehot(self._latent_probs(self.prior_net, deter))  # (B, G, K)
+        return {"deter": deter, "stoch": stoch}
+
+    def _features(self, deter: Tensor, stoch: Tensor) -> Tensor:
+        return torch.cat([deter, stoch.flatten(-2)], dim=-1)  # (..., D + G*K)
+
+    # ----------------------------------------------------------------- protocol
+    def init_state(self, frames: Tensor, actions: Tensor) -> State:
+        """Burn in with the posterior (mode, so deterministic) over a real context."""
+        self._check_frames(frames, 5)
+        b, t = frames.shape[:2]
+        device = self.init_deter.device
+        embed = self.encoder(frames.to(device).flatten(0, 1)).unflatten(0, (b, t))  # (B, T, E)
+        act = self._action_input(actions, (b, t))  # (B, T, A)
+        state = self.initial(b)
+        deter, stoch = state["deter"], state["stoch"]
+        for i in range(t):
+            deter = self._img_step(deter, stoch, act[:, i])  # (B, D)
+            stoch = mode_onehot(self._posterior(deter, embed[:, i]))  # (B, G, K)
+        return {"deter": deter, "stoch": stoch}
+
+    def step(
+        self, state: State, action: Tensor, generator: torch.Generator | None = None
+    ) -> Transition:
+        """Imagine one step with the prior; the decoder is not run."""
+        deter = state["deter"]
+        act = self._action_input(action, (deter.shape[0],))  # (B, A)
+        deter = self._img_step(deter, state["stoch"], act)  # (B, D)
+        stoch = sample_onehot(self._latent_probs(self.prior_net, deter), generator)  # (B, G, K)
+        feat = self._features(deter, stoch)  # (B, F)
+        return Transition(
+            {"deter": deter, "stoch": stoch},
+            self.reward_head.predict(feat),  # (B,)
+            self.cont_head.prob(feat),  # (B,)
+        )
+
+    def features(self, state: State) -> Tensor:
+        """(B, deter + stoch * classes) float32: [h_t, flattened one-hot z_t]."""
+        return self._features(state["deter"], state["stoch"]).float()
+
+    def decode(self, state: State) -> Tensor:
+        """(B, H, W, C) uint8 reconstruction of the state's frame."""
+        return output_to_frames(self.decoder(self.features(state))).contiguous()
+
+    def observe(self, state: State, frame: Tensor, action: Tensor) -> State:
+        """Posterior filter step (mode) on a real frame (B, H, W, C) reached by `action`."""
+        self._check_frames(frame, 4)
+        deter = state["deter"]
+        act = self._action_input(action, (deter.shape[0],))
+        deter = self._img_step(deter, state["stoch"], act)  # (B, D)
+        embed = self.encoder(frame.to(deter.device))  # (B, E)
+        return {"deter": deter, "stoch": mode_onehot(self._posterior(deter, embed))}
+
+    def compute_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict[str, float]]:
+        """World-model loss on a (B, T) batch; resets the state where is_first."""
+        cfg = self.cfg
+        device = self.init_deter.device
+        batch = batch.to(device)
+        self._check_frames(batch.frames, 5)
+        b, t = batch.is_first.shape
+        is_first = batch.is_first.bool()  # (B, T)
+        embed = self.encoder(batch.frames.flatten(0, 1)).unflatten(0, (b, t))  # (B, T, E)
+        act = self._action_input(batch.actions, (b, t))  # (B, T, A)
+        act = act * (~is_first).unsqueeze(-1).to(act.dtype)  # zero action on first frames
+        init = self.initial(b)
+        deter, stoch = init["deter"], init["stoch"]
+        deters, posts, stochs = [], [], []
+        for i in range(t):
+            first = is_first[:, i].unsqueeze(-1)  # (B, 1)
+            deter = torch.where(first, init["deter"], deter)  # (B, D)
+            stoch = torch.where(first.unsqueeze(-1), init["stoch"], stoch)  # (B, G, K)
+            deter = self._img_step(deter, stoch, act[:, i])  # (B, D)
+            post = self._posterior(deter, embed[:, i])  # (B, G, K)
+            stoch = sample_onehot(post)  # (B, G, K)
+            deters.append(deter)
+            posts.append(post)
+            stochs.append(stoch)
+        deter_seq = torch.stack(deters, 1)  # (B, T, D)
+        post_seq = torch.stack(posts, 1)  # (B, T, G, K)
+        prior_seq = self._latent_probs(self.prior_net, deter_seq)  # (B, T, G, K)
+        feat = self._features(deter_seq, torch.stack(stochs, 1))  # (B, T, F)
+
+        recon = self.decoder(feat.flatten(0, 1)).unflatten(0, (b, t))  # (B, T, H, W, C)
+        target = frames_to_input(batch.frames.flatten(0, 1)).permute(0, 2, 3, 1)
+        target = target.unflatten(0, (b, t))  # (B, T, H, W, C)
+        err = recon - target
+        err = err.square() if cfg.image_loss == "mse" else err.abs()
+        image_loss = err.sum(dim=(-3, -2, -1))  # (B, T)
+        reward_loss = self.reward_head.loss(feat, batch.rewards)  # (B, T)
+        cont_target = (~batch.terminated.bool()).float()  # (B, T)
+        cont_loss = self.cont_head.loss(feat, cont_target)  # (B, T)
+        kl_loss, kl_dyn, kl_rep = kl_balance(
+            post_seq, prior_seq, cfg.free_nats, cfg.kl_dyn_scale, cfg.kl_rep_scale
+        )  # (B, T) each
+        total = (
+            cfg.image_scale * image_loss
+            + cfg.reward_scale * reward_loss
+            + cfg.cont_scale * cont_loss
+            + kl_loss
+        ).mean()
+
+        with torch.no_grad():
+            mse = (recon.clamp(-0.5, 0.5) - target).square().mean()
+            reward_pred = self.reward_head.predict(feat)
+            cont_prob = self.cont_head.prob(feat)
+            values = torch.stack([
+                total.detach(),
+                image_loss.mean(),
+                reward_loss.mean(),
+                cont_loss.mean(),
+                kl_loss.mean(),
+                kl_dyn.mean(),
+                kl_rep.mean(),
+                categorical_entropy(post_seq).mean(),
+                categorical_entropy(prior_seq).mean(),
+                -10.0 * torch.log10(mse.clamp_min(1e-10)),
+                (reward_pred - batch.rewards).abs().mean(),
+                ((cont_prob > 0.5).float() == cont_target).float().mean(),
+            ]).tolist()
+        names = [
+            "loss", "image_loss", "reward_loss", "cont_loss", "kl_loss", "kl_dyn", "kl_rep",
+            "post_entropy", "prior_entropy", "psnr", "reward_mae", "cont_acc",
+        ]
+        return total, dict(zip(names, values, strict=True))
+
+
+def _action_affine(spec: ModelSpec) -> tuple[Tensor, Tensor]:
+    """(center, scale) mapping finite continuous action bounds to [-1, 1]; identity otherwise."""
+    dim = spec.action_dim if spec.action_kind == "continuous" else 1
+    center, scale = torch.zeros(dim), torch.ones(dim)
+    if spec.action_kind == "continuous" and spec.action_low is not None and spec.action_high:
+        low = torch.tensor(spec.action_low, dtype=torch.float32).expand(dim)
+        high = torch.tensor(spec.action_high, dtype=torch.float32).expand(dim)
+        finite = torch.isfinite(low) & torch.isfinite(high) & (high > low)
+        center = torch.where(finite, (high + low) / 2, center)
+        scale = torch.where(finite, (high - low) / 2, scale)
+    return center, scale

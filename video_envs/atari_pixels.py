@@ -21,17 +21,18 @@ INSTALL_HINT = "pip install 'vwm[atari]'"
 
 
 def _import_atari() -> tuple[Any, Any]:
-    """Return the (ale_py, cv2) modules, or raise ImportError naming the extra."""
+    """Return (ale_py's AtariEnv class, the cv2 module), or raise ImportError naming the extra."""
     try:
         import ale_py
         import cv2
+        from ale_py.env import AtariEnv
     except ImportError as err:
         raise ImportError(
             f"The ALE pixel tasks need the optional extra: {INSTALL_HINT} "
             f"(missing module: {err.name})"
         ) from err
-    gym.register_envs(ale_py)
-    return ale_py, cv2
+    gym.register_envs(ale_py)  # also makes ale-py's own ALE/... ids available
+    return AtariEnv, cv2
 
 
 class AtariPixelsEnv(gym.Env[np.ndarray, np.int64]):
@@ -53,8 +54,8 @@ class AtariPixelsEnv(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.size = validate_size(size)
         self.render_mode = render_mode
-        ale_py, self._cv2 = _import_atari()
-        self.ale_env = ale_py.env.AtariEnv(
+        atari_env_class, self._cv2 = _import_atari()
+        self.ale_env = atari_env_class(
             game=game,
             obs_type="rgb",
             frameskip=frameskip,

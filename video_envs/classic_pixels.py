@@ -90,13 +90,13 @@ class CartPolePixelsEnv(PixelObsMixin, CartPoleEnv):
         super().__init__(sutton_barto_reward=sutton_barto_reward, render_mode=render_mode)
         self._init_pixels(size, render_mode)
         s = float(self.size)
-        self._cart_w = round(0.16 * s)
-        self._cart_h = round(0.09 * s)
+        self._cart_w = max(4, round(0.16 * s))
+        self._cart_h = max(2, round(0.09 * s))
         self._track_y = round(0.78 * s)
         self._track_w = max(1, round(s / 64))
         self._margin = 0.5 * self._cart_w + 1.0
         self._pole_len = 0.45 * s
-        self._pole_w = max(2.0, 0.05 * s)
+        self._pole_w = max(1.5, 0.05 * s)
         self._background = blank(self.size, WHITE)
         fill_rect(self._background, 0, self._track_y, s, self._track_y + self._track_w, BLACK)
 

@@ -76,17 +76,19 @@ class MinAtarPixelsEnv(gym.Env[np.ndarray, np.int64]):
         if channels >= len(PALETTE):
             raise ValueError(f"MinAtar game {game!r} has {channels} channels, palette too short")
         self._channel_ids = np.arange(1, channels + 1, dtype=np.uint8)  # (C,)
-        self._rows = upscale_indices(rows, self.size)[:, None]  # (size, 1)
-        self._cols = upscale_indices(cols, self.size)[None, :]  # (1, size)
+        self._rows = upscale_indices(rows, self.size)  # (size,) grid row under each pixel row
+        self._cols = upscale_indices(cols, self.size)  # (size,)
         self._seeded = False
         self.action_space = spaces.Discrete(len(self._actions))
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
 
-    def draw(self) -> np.ndarray:
-        """A new (size, size, 3) uint8 frame of the current grid."""
-        grid = self.game.state()  # (10, 10, C) bool
+    def draw(self, grid: np.ndarray | None = None) -> np.ndarray:
+        """A new (size, size, 3) uint8 frame of `grid` (default: the current grid)."""
+        if grid is None:
+            grid = self.game.state()  # (10, 10, C) bool
         labels = (grid * self._channel_ids).max(axis=2)  # (10, 10): top channel + 1, or 0
-        return PALETTE[labels[self._rows, self._cols]]
+        labels = labels.take(self._rows, axis=0).take(self._cols, axis=1)  # (size, size)
+        return PALETTE.take(labels, axis=0)  # (size, size, 3)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -98,14 +100,16 @@ class MinAtarPixelsEnv(gym.Env[np.ndarray, np.int64]):
             self.game.last_action = 0
             self._seeded = True
         self.game.reset()
-        return self.draw(), {"grid": self.game.state()}
+        grid = self.game.state()
+        return self.draw(grid), {"grid": grid}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply one action; returns (frame, reward, terminated, False, info)."""
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} not in {self.action_space}")
         reward, done = self.game.act(self._actions[int(action)])
-        return self.draw(), float(reward), bool(done), False, {"grid": self.game.state()}
+        grid = self.game.state()
+        return self.draw(grid), float(reward), bool(done), False, {"grid": grid}
 
     def render(self) -> np.ndarray:
         """The current frame (the same image as the observation)."""

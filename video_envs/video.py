@@ -46,7 +46,9 @@ def write_video(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
-        raise ValueError(f"unsupported video extension {path.suffix!r}: use one of {VIDEO_SUFFIXES}")
+        raise ValueError(
+            f"unsupported video extension {path.suffix!r}: use one of {VIDEO_SUFFIXES}"
+        )
     if int(scale) != scale or scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale}")
     if fps <= 0:

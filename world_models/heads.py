@@ -81,7 +81,9 @@ def twohot_mean(logits: Tensor, bins: Tensor | None = None) -> Tensor:
     return symexp((probs * bins).sum(-1))
 
 
-def mlp(in_dim: int, hidden: int, layers: int, out_dim: int, zero_init: bool = False) -> nn.Sequential:
+def mlp(
+    in_dim: int, hidden: int, layers: int, out_dim: int, zero_init: bool = False
+) -> nn.Sequential:
     """`layers` x (Linear -> LayerNorm -> SiLU) then a Linear to `out_dim` (zeroed if asked)."""
     modules: list[nn.Module] = []
     dim = in_dim

@@ -59,7 +59,9 @@ class RSSMConfig:
 
     def __post_init__(self) -> None:
         if self.conv_norm not in ("channel", "group", "none"):
-            raise ValueError(f"conv_norm must be 'channel', 'group' or 'none', got {self.conv_norm!r}")
+            raise ValueError(
+                f"conv_norm must be 'channel', 'group' or 'none', got {self.conv_norm!r}"
+            )
         if self.image_loss not in ("mse", "l1"):
             raise ValueError(f"image_loss must be 'mse' or 'l1', got {self.image_loss!r}")
         if not 0.0 <= self.unimix < 1.0:

@@ -80,7 +80,8 @@ def kl_balance(
     """KL balancing with free bits on posterior/prior probabilities (..., G, K).
 
     Returns (loss (...), dyn_kl (...), rep_kl (...)) where
-    loss = dyn_scale * max(free, KL(sg(post) || prior)) + rep_scale * max(free, KL(post || sg(prior))).
+    loss = dyn_scale * max(free, KL(sg(post) || prior))
+         + rep_scale * max(free, KL(post || sg(prior))).
     dyn_kl and rep_kl are the unclipped values (equal in the forward pass).
     """
     dyn_kl = categorical_kl(post.detach(), prior)  # (...) trains the prior

@@ -88,6 +88,8 @@ class RSSMWorldModel(nn.Module):
         return (action - self.action_center) / self.action_scale
 
     def _check_frames(self, frames: Tensor, ndim: int) -> None:
+        if ndim == 5 and frames.ndim == 5 and frames.shape[1] < 1:
+            raise ValueError("need at least one frame of context, got T = 0")
         if frames.ndim != ndim or tuple(frames.shape[-3:]) != self.frame_shape:
             raise ValueError(
                 f"expected uint8 frames (..., {self.frame_shape}) with {ndim} dims, "
@@ -117,20 +119,53 @@ class RSSMWorldModel(nn.Module):
     def _features(self, deter: Tensor, stoch: Tensor) -> Tensor:
         return torch.cat([deter, stoch.flatten(-2)], dim=-1)  # (..., D + G*K)
 
+    def posterior_rollout(
+        self,
+        frames: Tensor,
+        actions: Tensor,
+        is_first: Tensor,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """Filter a real sequence from the initial state with the posterior.
+
+        frames uint8 (B, T, H, W, C), actions (B, T) or (B, T, A), is_first bool (B, T).
+        Where is_first, the state is reset to the initial state and the action zeroed.
+        Posterior latents are sampled (straight-through) or, if not `sample`, the mode.
+        Returns "deter" (B, T, D), "stoch" (B, T, G, K) and posterior probs "post" (B, T, G, K).
+        """
+        b, t = frames.shape[:2]
+        device = self.init_deter.device
+        is_first = is_first.to(device).bool()  # (B, T)
+        embed = self.encoder(frames.to(device).flatten(0, 1)).unflatten(0, (b, t))  # (B, T, E)
+        act = self._action_input(actions, (b, t))  # (B, T, A)
+        act = act * (~is_first).unsqueeze(-1).to(act.dtype)  # zero action on first frames
+        init = self.initial(b)
+        deter, stoch = init["deter"], init["stoch"]
+        deters, posts, stochs = [], [], []
+        for i in range(t):
+            first = is_first[:, i].unsqueeze(-1)  # (B, 1)
+            deter = torch.where(first, init["deter"], deter)  # (B, D)
+            stoch = torch.where(first.unsqueeze(-1), init["stoch"], stoch)  # (B, G, K)
+            deter = self._img_step(deter, stoch, act[:, i])  # (B, D)
+            post = self._posterior(deter, embed[:, i])  # (B, G, K)
+            stoch = sample_onehot(post, generator) if sample else mode_onehot(post)  # (B, G, K)
+            deters.append(deter)
+            posts.append(post)
+            stochs.append(stoch)
+        return {
+            "deter": torch.stack(deters, 1),
+            "stoch": torch.stack(stochs, 1),
+            "post": torch.stack(posts, 1),
+        }
+
     # ----------------------------------------------------------------- protocol
     def init_state(self, frames: Tensor, actions: Tensor) -> State:
         """Burn in with the posterior (mode, so deterministic) over a real context."""
         self._check_frames(frames, 5)
-        b, t = frames.shape[:2]
-        device = self.init_deter.device
-        embed = self.encoder(frames.to(device).flatten(0, 1)).unflatten(0, (b, t))  # (B, T, E)
-        act = self._action_input(actions, (b, t))  # (B, T, A)
-        state = self.initial(b)
-        deter, stoch = state["deter"], state["stoch"]
-        for i in range(t):
-            deter = self._img_step(deter, stoch, act[:, i])  # (B, D)
-            stoch = mode_onehot(self._posterior(deter, embed[:, i]))  # (B, G, K)
-        return {"deter": deter, "stoch": stoch}
+        is_first = torch.zeros(frames.shape[:2], dtype=torch.bool, device=self.init_deter.device)
+        seq = self.posterior_rollout(frames, actions, is_first, sample=False)
+        return {key: seq[key][:, -1].contiguous() for key in ("deter", "stoch")}
 
     def step(
         self, state: State, action: Tensor, generator: torch.Generator | None = None
@@ -172,26 +207,10 @@ class RSSMWorldModel(nn.Module):
         self._check_frames(batch.frames, 5)
         b, t = batch.is_first.shape
         is_first = batch.is_first.bool()  # (B, T)
-        embed = self.encoder(batch.frames.flatten(0, 1)).unflatten(0, (b, t))  # (B, T, E)
-        act = self._action_input(batch.actions, (b, t))  # (B, T, A)
-        act = act * (~is_first).unsqueeze(-1).to(act.dtype)  # zero action on first frames
-        init = self.initial(b)
-        deter, stoch = init["deter"], init["stoch"]
-        deters, posts, stochs = [], [], []
-        for i in range(t):
-            first = is_first[:, i].unsqueeze(-1)  # (B, 1)
-            deter = torch.where(first, init["deter"], deter)  # (B, D)
-            stoch = torch.where(first.unsqueeze(-1), init["stoch"], stoch)  # (B, G, K)
-            deter = self._img_step(deter, stoch, act[:, i])  # (B, D)
-            post = self._posterior(deter, embed[:, i])  # (B, G, K)
-            stoch = sample_onehot(post)  # (B, G, K)
-            deters.append(deter)
-            posts.append(post)
-            stochs.append(stoch)
-        deter_seq = torch.stack(deters, 1)  # (B, T, D)
-        post_seq = torch.stack(posts, 1)  # (B, T, G, K)
+        seq = self.posterior_rollout(batch.frames, batch.actions, is_first, sample=True)
+        deter_seq, post_seq = seq["deter"], seq["post"]  # (B, T, D), (B, T, G, K)
         prior_seq = self._latent_probs(self.prior_net, deter_seq)  # (B, T, G, K)
-        feat = self._features(deter_seq, torch.stack(stochs, 1))  # (B, T, F)
+        feat = self._features(deter_seq, seq["stoch"])  # (B, T, F)
 
         recon = self.decoder(feat.flatten(0, 1)).unflatten(0, (b, t))  # (B, T, H, W, C)
         target = frames_to_input(batch.frames.flatten(0, 1)).permute(0, 2, 3, 1)

@@ -1,0 +1,125 @@
+"""Training loop of the Dreamer actor-critic inside a world model: `vwm train-agent --algo dreamer`.
+
+Start states come from real contexts: each of the B imagination rows is an imagined episode
+that begins at a real start context from the checkpoint's bank (or at a posterior state of
+a real window, in the online loop) and continues across updates, so imagination reaches
+states deep into episodes; a row is reset when the model predicts termination or the
+episode reaches its time limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from agents.dreamer import DreamerAgent, imagine
+from world_models.base import State, WorldModel, reset_rows
+from world_models.checkpoint import ContextBank
+
+
+@dataclass
+class DreamerTrainConfig:
+    """Budget and schedule of imagination training."""
+
+    updates: int = 1000
+    """Actor-critic updates."""
+    max_episode_steps: int = 500
+    """Imagined episodes are reset after this many steps (the real task's time limit)."""
+    terminate_threshold: float = 0.5
+    """An imagined episode ends when the continue probability drops below this."""
+    seed: int = 0
+    """Seed of the imagination generator and context sampling."""
+
+
+def sample_contexts(bank: ContextBank, count: int, rng: np.random.Generator) -> ContextBank:
+    """`count` contexts drawn with replacement from the bank."""
+    index = torch.as_tensor(rng.integers(0, len(bank), size=count))
+    return ContextBank(bank.frames[index], bank.actions[index])
+
+
+class ImaginedStarts:
+    """B persistent imagined episodes used as start states for successive updates."""
+
+    def __init__(
+        self,
+        model: WorldModel,
+        bank: ContextBank,
+        batch: int,
+        max_episode_steps: int,
+        terminate_threshold: float,
+        rng: np.random.Generator,
+    ) -> None:
+        self.model, self.bank, self.rng = model, bank, rng
+        self.max_episode_steps = max_episode_steps
+        self.threshold = terminate_threshold
+        self.device = next(model.parameters()).device
+        self.state = self._fresh(batch)
+        self.elapsed = torch.zeros(batch, dtype=torch.long, device=self.device)
+
+    @torch.no_grad()
+    def _fresh(self, count: int) -> State:
+        ctx = sample_contexts(self.bank, count, self.rng)
+        return self.model.init_state(ctx.frames.to(self.device), ctx.actions.to(self.device))
+
+    @torch.no_grad()
+    def advance(self, end_state: State, continues: torch.Tensor) -> None:
+        """Continue from the rollout's end; reset rows that ended or ran out of time.
+
+        continues: (H, B) continue probabilities along the rollout.
+        """
+        horizon = continues.shape[0]
+        ended = (continues < self.threshold).any(0)  # (B,)
+        self.elapsed += horizon
+        done = ended | (self.elapsed >= self.max_episode_steps)
+        state = {k: v.detach() for k, v in end_state.items()}
+        if done.any():
+            state = reset_rows(state, done, self._fresh(int(done.sum())))
+            self.elapsed[done] = 0
+        self.state = state
+
+
+def train_in_imagination(
+    agent: DreamerAgent,
+    model: WorldModel,
+    starts: ImaginedStarts | Callable[[], State],
+    updates: int,
+    generator: torch.Generator,
+    progress: bool = True,
+    on_update: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, float]:
+    """Run `updates` actor-critic updates; returns the last metrics (with imagined steps)."""
+    model.eval()
+    metrics: dict[str, float] = {}
+    imagined = 0
+    bar = tqdm(range(updates), desc="dreamer", disable=not progress, leave=False)
+    for i in bar:
+        start = starts.state if isinstance(starts, ImaginedStarts) else starts()
+        rollout, end = imagine(model, agent.actor, start, agent.cfg.horizon, generator)
+        if isinstance(starts, ImaginedStarts):
+            starts.advance(end, rollout.continues)
+        metrics = agent.update(rollout)
+        imagined += rollout.rewards.numel()
+        metrics["imagined_steps"] = float(imagined)
+        if on_update is not None:
+            on_update(i, metrics)
+        if i % 10 == 0:
+            bar.set_postfix(ret=f"{metrics['imagined_return']:.3g}")
+    return metrics
+
+
+def make_starts(
+    model: WorldModel, bank: ContextBank, agent: DreamerAgent, cfg: DreamerTrainConfig
+) -> ImaginedStarts:
+    """Persistent imagined episodes from the bank, sized by the agent's batch."""
+    return ImaginedStarts(
+        model,
+        bank,
+        agent.cfg.batch_size,
+        cfg.max_episode_steps,
+        cfg.terminate_threshold,
+        np.random.default_rng(cfg.seed),
+    )

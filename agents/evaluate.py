@@ -1,0 +1,335 @@
+"""Evaluate any policy on the real task: `vwm evaluate --task ID --policy PATH --episodes N`.
+
+A policy is anything with SB3's ``predict(obs, state, episode_start, deterministic)``
+taking a batch of real frames (N, H, W, C) uint8. Episode i is reset with seed
+``seed + i`` whatever the batching, so results reproduce exactly. Episodes run in
+batches of parallel real envs (one Gymnasium vector env), so batched policies (Dreamer,
+planners, SB3) act on all of them in one call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from agents.stats import iqm
+from world_models.filter import ModelFilter
+
+
+class Policy(Protocol):
+    """What evaluation needs from a policy (SB3's predict signature)."""
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]: ...
+
+
+class RandomPolicy:
+    """Uniformly random actions from the task's action space (seeded)."""
+
+    def __init__(self, action_space: gym.Space, seed: int = 0) -> None:
+        self.action_space = action_space
+        self.action_space.seed(seed)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        """One random action per frame in the batch."""
+        n = observation.shape[0] if observation.ndim == 4 else None
+        if n is None:
+            return self.action_space.sample(), None
+        return np.stack([self.action_space.sample() for _ in range(n)]), None
+
+
+class FrameStackPolicy:
+    """An SB3 model that observes the last `k` real frames stacked on channels (SB3's VecFrameStack)."""
+
+    def __init__(self, model: Any, k: int) -> None:
+        self.model, self.k = model, k
+        self.stack: np.ndarray | None = None
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        """Stack frames (N, H, W, C) into (N, H, W, k*C), then ask the SB3 model."""
+        single = observation.ndim == 3
+        frames = observation[None] if single else observation
+        n = frames.shape[0]
+        start = np.ones(n, bool) if episode_start is None else np.asarray(episode_start, bool)
+        if self.stack is None or self.stack.shape[0] != n:
+            self.stack = np.zeros(frames.shape[:3] + (frames.shape[3] * self.k,), np.uint8)
+            start = np.ones(n, bool)
+        c = frames.shape[3]
+        self.stack[start] = 0
+        self.stack = np.concatenate([self.stack[..., c:], frames], axis=-1)
+        action, _ = self.model.predict(self.stack, deterministic=deterministic)
+        return (action[0] if single else action), None
+
+
+class LatentPolicy:
+    """An SB3 model trained on latent features: real frames -> model filter -> features."""
+
+    def __init__(self, model: Any, world_model: Any) -> None:
+        self.model = model
+        self.filter = ModelFilter(world_model)
+        self._last: np.ndarray | None = None
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        """Filter frames (N, H, W, C) into features (N, F), then ask the SB3 model."""
+        single = observation.ndim == 3
+        frames = observation[None] if single else observation
+        n = frames.shape[0]
+        start = np.ones(n, bool) if episode_start is None or self._last is None else episode_start
+        prev = self._last if self._last is not None else np.zeros(n)
+        self.filter.update(frames, prev, np.asarray(start, bool))
+        features = self.filter.features().cpu().numpy()
+        action, _ = self.model.predict(features, deterministic=deterministic)
+        self._last = np.asarray(action)
+        return (action[0] if single else action), None
+
+
+@dataclass
+class EvalResult:
+    """Returns of N real episodes with their seeds."""
+
+    task: str
+    policy: str
+    seeds: list[int]
+    returns: list[float]
+    lengths: list[int]
+    mean: float = 0.0
+    std: float = 0.0
+    iqm: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        r = np.asarray(self.returns, dtype=np.float64)
+        self.mean, self.std, self.iqm = float(r.mean()), float(r.std()), iqm(r)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return asdict(self)
+
+    def table(self) -> str:
+        """A small plain-text table."""
+        lines = [
+            f"task     {self.task}",
+            f"policy   {self.policy}",
+            f"episodes {len(self.returns)} (seeds {self.seeds[0]}..{self.seeds[-1]})",
+            f"return   mean {self.mean:.2f} +- {self.std:.2f}   IQM {self.iqm:.2f}   "
+            f"min {min(self.returns):.2f}   max {max(self.returns):.2f}",
+            f"length   mean {np.mean(self.lengths):.1f}",
+        ]
+        return "\n".join(lines)
+
+
+def _reset_policy(policy: Any) -> None:
+    for obj in (policy, getattr(policy, "filter", None)):
+        if obj is not None and hasattr(obj, "reset") and callable(obj.reset):
+            obj.reset()
+
+
+def evaluate_policy(
+    policy: Policy,
+    task: str,
+    episodes: int = 20,
+    seed: int = 0,
+    num_envs: int = 10,
+    deterministic: bool = True,
+    video: str | Path | None = None,
+    video_episodes: int = 3,
+    policy_name: str = "policy",
+    progress: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
+) -> EvalResult:
+    """Run `episodes` real episodes (seeds seed..seed+episodes-1) and collect their returns."""
+    import video_envs  # noqa: F401  (registers the tasks)
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    seeds = [seed + i for i in range(episodes)]
+    returns: list[float] = []
+    lengths: list[int] = []
+    recorded: list[list[np.ndarray]] = []
+    bar = tqdm(total=episodes, desc="evaluate", disable=not progress, leave=False)
+    for first in range(0, episodes, num_envs):
+        chunk = seeds[first : first + num_envs]
+        n = len(chunk)
+        envs = gym.vector.SyncVectorEnv(
+            [lambda: gym.make(task, **(env_kwargs or {})) for _ in range(n)],
+            autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
+        )
+        _reset_policy(policy)
+        obs, _ = envs.reset(seed=chunk)
+        total = np.zeros(n)
+        length = np.zeros(n, dtype=np.int64)
+        done = np.zeros(n, dtype=bool)
+        start = np.ones(n, dtype=bool)
+        frames = [[obs[i]] for i in range(n)] if video and first == 0 else None
+        while not done.all():
+            action, _ = policy.predict(obs, episode_start=start, deterministic=deterministic)
+            obs, reward, terminated, truncated, _ = envs.step(np.asarray(action))
+            alive = ~done
+            total[alive] += reward[alive]
+            length[alive] += 1
+            if frames is not None:
+                for i in np.flatnonzero(alive):
+                    frames[i].append(obs[i])
+            finished = alive & (terminated | truncated)
+            done |= finished
+            bar.update(int(finished.sum()))
+            start = np.zeros(n, dtype=bool)
+        envs.close()
+        returns += total.tolist()
+        lengths += length.tolist()
+        if frames is not None:
+            recorded = frames[:video_episodes]
+    bar.close()
+    result = EvalResult(task, policy_name, seeds, returns, lengths)
+    if video and recorded:
+        from video_envs.video import write_video
+
+        stream = np.concatenate([np.stack(ep) for ep in recorded])  # (sum T, H, W, C)
+        write_video(video, stream, fps=30, scale=2)
+        result.extra["video"] = str(video)
+    return result
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _sb3_class(path: Path):
+    import zipfile
+
+    from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+
+    classes = {c.__name__: c for c in (PPO, A2C, DQN, SAC, TD3, DDPG)}
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        name = json.loads(sidecar.read_text()).get("algo", "").upper()
+        if name in classes:
+            return classes[name]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read("data").decode()
+    except (OSError, KeyError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a readable SB3 model zip: {error}") from None
+    for name in ("SAC", "TD3", "DDPG", "DQN", "A2C", "PPO"):
+        if f"stable_baselines3.{name.lower()}" in data:
+            return classes[name]
+    raise ValueError(f"cannot tell which SB3 algorithm saved {path}; keep its .vwm.json sidecar")
+
+
+def sidecar_path(zip_path: str | Path) -> Path:
+    """The JSON file next to an SB3 zip that says how vwm trained it (obs mode, model)."""
+    zip_path = Path(zip_path)
+    return zip_path.with_name(zip_path.stem + ".vwm.json")
+
+
+def load_sb3_policy(path: str | Path, device: str = "cpu") -> Policy:
+    """An SB3 zip as a policy on real frames (latent ones get their world model's filter)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"policy file not found: {path}")
+    model = _sb3_class(path).load(str(path), device=device)
+    sidecar = sidecar_path(path)
+    meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    if meta.get("obs_mode") == "latent":
+        from world_models.checkpoint import load_checkpoint
+
+        world_model = load_checkpoint(path.parent / meta["world_model"], device=device).model
+        return LatentPolicy(model, world_model)
+    if meta.get("frame_stack", 1) > 1:
+        return FrameStackPolicy(model, int(meta["frame_stack"]))
+    return model
+
+
+def load_policy(
+    spec: str, task: str, checkpoint: str | None = None, seed: int = 0, device: str = "cpu"
+) -> Policy:
+    """A policy from `--policy`: ``random``, an SB3 zip, a Dreamer agent folder, an online
+    run folder (its latest agent), or a planner spec like ``cem:horizon=12`` (needs
+    `checkpoint`)."""
+    import video_envs  # noqa: F401
+
+    if spec == "random":
+        return RandomPolicy(gym.make(task).action_space, seed)
+    path = Path(spec)
+    if path.suffix == ".zip" or (path.is_file() and path.suffix == ""):
+        return load_sb3_policy(path, device)
+    if path.is_dir():
+        from agents.dreamer import DreamerPolicy, is_dreamer_agent
+
+        for candidate in (path, path / "agent"):
+            if is_dreamer_agent(candidate):
+                return DreamerPolicy.load(candidate, device)
+        raise ValueError(f"{path} holds neither a Dreamer agent nor an online run's agent")
+    method = spec.split(":", 1)[0]
+    if method in ("random_shooting", "cem", "mppi"):
+        from agents.planning import Planner, parse_planner_spec
+
+        if checkpoint is None:
+            raise ValueError(f"planner policy {spec!r} needs --checkpoint (the world model)")
+        return Planner.from_checkpoint(checkpoint, parse_planner_spec(spec))
+    if not path.exists() and ("/" in spec or spec.endswith(".zip")):
+        raise FileNotFoundError(f"policy not found: {spec}")
+    raise ValueError(
+        f"unknown policy {spec!r}: use random, an SB3 .zip, a Dreamer agent folder, an online "
+        "run folder, or a planner spec (random_shooting|cem|mppi[:key=value,...])"
+    )
+
+
+@dataclass
+class EvaluateConfig:
+    """Options of `vwm evaluate`."""
+
+    task: str
+    """Real task id, e.g. vwm/CartPolePixels-v0."""
+    policy: str = "random"
+    """random, an SB3 .zip, a Dreamer agent folder, an online run folder, or a planner spec."""
+    checkpoint: str | None = None
+    """World-model checkpoint (needed by planner policies)."""
+    episodes: int = 20
+    """Number of evaluation episodes."""
+    seed: int = 0
+    """Episode i is reset with seed SEED + i."""
+    num_envs: int = 10
+    """Real envs run in parallel."""
+    deterministic: bool = True
+    """Act with the policy's mode rather than sampling."""
+    video: str | None = None
+    """Write the first episodes to this mp4/gif."""
+    json: bool = False
+    """Print a machine-readable JSON result instead of the table."""
+    device: str = "cpu"
+    """Torch device for the policy."""
+
+
+def evaluate_from_config(cfg: EvaluateConfig) -> EvalResult:
+    """`vwm evaluate` entry point."""
+    import video_envs  # noqa: F401
+
+    if cfg.task not in gym.registry:
+        raise ValueError(f"unknown task {cfg.task!r}")
+    torch.manual_seed(cfg.seed)
+    policy = load_policy(cfg.policy, cfg.task, cfg.checkpoint, cfg.seed, cfg.device)
+    result = evaluate_policy(
+        policy, cfg.task, cfg.episodes, cfg.seed, cfg.num_envs, cfg.deterministic,
+        video=cfg.video, policy_name=cfg.policy, progress=not cfg.json,
+    )
+    print(json.dumps(result.to_dict(), indent=2) if cfg.json else result.table())
+    return result
+
+
+def summarize(results: Sequence[EvalResult]) -> dict[str, float]:
+    """Mean of means and IQM over all episodes of several results."""
+    returns = np.concatenate([r.returns for r in results])
+    return {"mean": float(returns.mean()), "iqm": iqm(returns)}

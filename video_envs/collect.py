@@ -1,0 +1,474 @@
+"""`vwm collect`: record a real pixel task into a local Minari dataset (no jax needed).
+
+Episodes are gathered from a Gymnasium sync vector env and written with
+`minari.create_dataset_from_buffers` (lossless unless ``--jpeg``) under the root that
+``MINARI_DATASETS_PATH`` names. Choices:
+
+- Episode boundaries: a finished sub-env is reset explicitly (``reset_mask``) with its own
+  seed right after the step that ended it, so Gymnasium's NEXT_STEP autoreset step never
+  happens and is never recorded. Episode k started by the dataset's collection runs has
+  seed ``cfg.seed + k``, stored with the episode; appends continue the count.
+- Exactly `steps` transitions are stored: when the budget runs out, every unfinished
+  episode with at least one step is stored too, its last step marked truncated.
+- Continuous actions are clipped to the action space before stepping and recording.
+- Writes are all-or-nothing: the dataset is built (or, with ``--append``, a copy of it is
+  extended) in a hidden temporary folder of the root and renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import shutil
+import time
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+PolicyFn = Callable[[np.ndarray], np.ndarray]
+"""A batched policy: uint8 observations (N, H, W, C) -> actions (N,) or (N, A)."""
+
+FLUSH_STEPS = 5000
+"""Finished episodes are written to disk whenever this many steps are buffered."""
+
+SB3_ALGOS = ("PPO", "A2C", "DQN", "SAC", "TD3")
+"""Stable-Baselines3 algorithm classes tried when loading a policy .zip."""
+
+TMP_PREFIX = ".vwm-tmp-"
+"""Hidden folders of the Minari root used while writing (Minari skips hidden folders)."""
+
+
+@dataclass
+class CollectConfig:
+    """Options of `vwm collect`."""
+
+    task: str
+    """Gymnasium id of the real pixel task, e.g. vwm/CartPolePixels-v0."""
+    dataset: str
+    """Minari dataset id to write, e.g. vwm/cartpole/random-v0."""
+    policy: str = "random"
+    """'random' or the path of a Stable-Baselines3 model .zip (PPO, A2C, DQN, SAC, TD3)."""
+    steps: int = 10_000
+    """Number of transitions to record (summed over the parallel envs)."""
+    num_envs: int = 8
+    """Number of envs stepped together in one sync vector env."""
+    seed: int = 0
+    """Episode k of the dataset is reset with seed + k; the random policy is seeded too."""
+    size: int | None = None
+    """Frame side in pixels passed to the task as size= (None: the task's default)."""
+    append: bool = False
+    """Add episodes to an existing dataset instead of refusing to touch it."""
+    jpeg: bool = False
+    """Store frames JPEG-encoded (lossy, smaller); the default is lossless."""
+    video: str | None = None
+    """Folder to write the first episodes to as mp4 (none by default)."""
+    num_videos: int = 3
+    """How many episodes --video writes."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+class CollectSummary(NamedTuple):
+    """What one collection run wrote."""
+
+    dataset: str
+    """The dataset id."""
+    path: Path
+    """The dataset folder."""
+    episodes: int
+    """Episodes added by this run."""
+    steps: int
+    """Transitions added by this run."""
+    total_episodes: int
+    """Episodes in the dataset after this run."""
+    seconds: float
+    """Wall time of the collection loop (env steps and policy)."""
+    videos: tuple[Path, ...]
+    """Videos written."""
+
+
+@dataclass
+class _Episode:
+    """One episode being recorded."""
+
+    seed: int
+    obs: list[np.ndarray]
+    actions: list[np.ndarray]
+    rewards: list[float]
+    terminations: list[bool]
+    truncations: list[bool]
+
+    def to_buffer(self) -> Any:
+        from minari.data_collector import EpisodeBuffer
+
+        return EpisodeBuffer(
+            seed=self.seed,
+            observations=np.stack(self.obs),  # (N + 1, H, W, C)
+            actions=np.stack(self.actions),  # (N,) or (N, A)
+            rewards=np.asarray(self.rewards, dtype=np.float64),  # (N,)
+            terminations=np.asarray(self.terminations, dtype=bool),  # (N,)
+            truncations=np.asarray(self.truncations, dtype=bool),  # (N,)
+        )
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def _check_config(cfg: CollectConfig) -> None:
+    """Raise ValueError for option values that cannot work, before anything runs."""
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    if not cfg.dataset:
+        raise ValueError("missing dataset id: pass --dataset, e.g. vwm/cartpole/random-v0")
+    try:
+        parse_dataset_id(cfg.dataset)
+    except ValueError as error:
+        raise ValueError(
+            f"bad dataset id {cfg.dataset!r}: ids look like vwm/<task>/<policy>-v0"
+        ) from error
+    if not isinstance(cfg.steps, int) or isinstance(cfg.steps, bool) or cfg.steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {cfg.steps!r}")
+    if cfg.num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {cfg.num_envs}")
+    if cfg.num_videos < 0:
+        raise ValueError(f"num_videos must be >= 0, got {cfg.num_videos}")
+
+
+def _make_envs(cfg: CollectConfig) -> gym.vector.VectorEnv:
+    """The sync vector env of the task, or a ValueError naming a bad id or frame space."""
+    import video_envs  # noqa: F401  (registers the vwm ids)
+
+    if cfg.task not in gym.registry:
+        known = [k for k in gym.registry if k.startswith("vwm/")]
+        close = difflib.get_close_matches(cfg.task, list(gym.registry), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown task id {cfg.task!r}.{hint} vwm ids: {', '.join(known)}")
+    kwargs = {} if cfg.size is None else {"size": cfg.size}
+    envs = gym.make_vec(cfg.task, num_envs=cfg.num_envs, vectorization_mode="sync", **kwargs)
+    space = envs.single_observation_space
+    if not (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3):
+        envs.close()
+        raise ValueError(
+            f"task {cfg.task!r} does not observe uint8 (H, W, C) frames: {space}; "
+            "use a pixel task such as vwm/CartPolePixels-v0"
+        )
+    return envs
+
+
+def _check_append(dataset: Any, envs: gym.vector.VectorEnv, dataset_id: str) -> None:
+    """ValueError when the env's frames or actions differ from those of `dataset`."""
+    old_obs, new_obs = dataset.observation_space, envs.single_observation_space
+    if old_obs.shape != new_obs.shape or old_obs.dtype != new_obs.dtype:
+        raise ValueError(
+            f"cannot append to {dataset_id!r}: it holds frames {old_obs.shape} {old_obs.dtype}, "
+            f"the task gives {new_obs.shape} {new_obs.dtype} (check --size)"
+        )
+    if dataset.action_space != envs.single_action_space:
+        raise ValueError(
+            f"cannot append to {dataset_id!r}: its action space {dataset.action_space} differs "
+            f"from the task's {envs.single_action_space}"
+        )
+
+
+# ---------------------------------------------------------------------------- policies
+
+
+def _sb3_policy(path: Path, envs: gym.vector.VectorEnv) -> PolicyFn:
+    """Load a Stable-Baselines3 model .zip (algorithm detected from the file) as a policy."""
+    import stable_baselines3 as sb3
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a Stable-Baselines3 model .zip: {error}") from error
+    module = str(data.get("policy_class", {}).get("__module__", ""))
+    order = [name for name in SB3_ALGOS if f".{name.lower()}." in module]
+    order += ["PPO"] if "clip_range" in data else []
+    order += [name for name in SB3_ALGOS if name not in order]
+    model, errors = None, []
+    for name in order:
+        try:
+            model = getattr(sb3, name).load(path, device="cpu")
+            break
+        except Exception as error:  # a wrong class fails in many ways
+            errors.append(f"{name}: {type(error).__name__}")
+    if model is None:
+        raise ValueError(f"could not load {path} with any of {SB3_ALGOS}: {'; '.join(errors)}")
+    shape = envs.single_observation_space.shape
+    if model.observation_space.shape not in (shape, (shape[2], shape[0], shape[1])):
+        raise ValueError(
+            f"policy {path} observes {model.observation_space.shape} but the task gives {shape} "
+            "(frame-stacked policies are not supported)"
+        )
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return model.predict(obs, deterministic=False)[0]
+
+    return policy
+
+
+def make_policy(policy: str, envs: gym.vector.VectorEnv, seed: int) -> PolicyFn:
+    """'random' (seeded samples of the action space) or an SB3 model .zip path as a policy."""
+    if policy == "random":
+        space = envs.action_space
+        space.seed(seed)
+        return lambda obs: space.sample()
+    path = Path(policy)
+    if path.suffix != ".zip" or not path.is_file():
+        raise ValueError(
+            f"policy must be 'random' or the path of an existing SB3 model .zip, got {policy!r}"
+        )
+    return _sb3_policy(path, envs)
+
+
+def _as_actions(actions: Any, space: spaces.Space, n: int) -> np.ndarray:
+    """Validate a policy's output (N,) / (N, A) against the single-env action space."""
+    actions = np.asarray(actions)
+    if isinstance(space, spaces.Discrete):
+        if actions.shape != (n,) or not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(
+                f"policy returned {actions.dtype} {actions.shape}, expected ints ({n},)"
+            )
+        return actions.astype(np.int64)
+    if isinstance(space, spaces.Box):
+        if actions.shape != (n, *space.shape):
+            raise ValueError(f"policy returned shape {actions.shape}, expected {(n, *space.shape)}")
+        return np.clip(actions, space.low, space.high).astype(space.dtype)
+    return actions
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def _minari_root(path: Path) -> Iterator[None]:
+    """Point ``MINARI_DATASETS_PATH`` at `path` for the duration (not thread-safe)."""
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+class _Writer:
+    """Writes episodes into a dataset inside a temporary root, then renames it into place."""
+
+    def __init__(self, cfg: CollectConfig, envs: gym.vector.VectorEnv, root: Path, algorithm: str):
+        self.cfg, self.envs, self.root, self.algorithm = cfg, envs, root, algorithm
+        self.final = root / cfg.dataset
+        self.tmp_root = root / f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}"
+        self.tmp = self.tmp_root / cfg.dataset
+        self.dataset: Any = None
+        self.tmp_root.mkdir(parents=True)
+        if cfg.append and self.final.exists():
+            import minari
+
+            shutil.copytree(self.final, self.tmp)
+            self.dataset = minari.MinariDataset(self.tmp / "data")
+
+    def write(self, episodes: list[_Episode]) -> None:
+        """Add finished episodes to the temporary dataset."""
+        if not episodes:
+            return
+        import minari
+
+        buffers = [e.to_buffer() for e in episodes]
+        if self.dataset is None:
+            with _minari_root(self.tmp_root):
+                self.dataset = minari.create_dataset_from_buffers(
+                    self.cfg.dataset,
+                    buffers,
+                    env=self.envs.envs[0],
+                    algorithm_name=self.algorithm,
+                    description=f"{self.cfg.task} recorded by `vwm collect` with {self.algorithm}",
+                    observation_space=self.envs.single_observation_space,
+                    action_space=self.envs.single_action_space,
+                    jpeg_encoding=self.cfg.jpeg,
+                )
+        else:
+            self.dataset.update_dataset_from_buffer(buffers)
+
+    def commit(self, metadata: dict[str, Any]) -> int:
+        """Rename the temporary dataset into place; returns its episode count."""
+        self.dataset.storage.update_metadata(metadata)
+        total = self.dataset.total_episodes
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        _ensure_namespace(self.cfg.dataset)
+        if self.final.exists():  # append: swap the extended copy in
+            os.replace(self.final, self.tmp_root / "previous")
+        os.replace(self.tmp, self.final)
+        return total
+
+    def cleanup(self) -> None:
+        """Remove the temporary root (whatever happened)."""
+        shutil.rmtree(self.tmp_root, ignore_errors=True)
+
+
+def _ensure_namespace(dataset_id: str) -> None:
+    """Create the Minari namespace metadata of `dataset_id` in the real root, as Minari does."""
+    from minari.dataset.minari_dataset import parse_dataset_id
+    from minari.namespace import create_namespace, list_local_namespaces
+
+    namespace = parse_dataset_id(dataset_id)[0]
+    if namespace is not None and namespace not in list_local_namespaces():
+        create_namespace(namespace)
+
+
+# ---------------------------------------------------------------------------- collection
+
+
+def _algorithm_name(policy: str | PolicyFn) -> str:
+    if isinstance(policy, str):
+        return policy if policy == "random" else Path(policy).stem
+    return getattr(policy, "__name__", type(policy).__name__)
+
+
+def collect(cfg: CollectConfig, policy: PolicyFn | None = None) -> CollectSummary:
+    """Record `cfg.steps` transitions of `cfg.task` into Minari dataset `cfg.dataset`.
+
+    `policy` overrides ``cfg.policy`` with any callable mapping uint8 observations
+    (N, H, W, C) to actions (N,) or (N, A). Raises ValueError for bad options, an unknown
+    task, a non-pixel task or a mismatch with the dataset appended to, and
+    FileExistsError when the dataset exists and ``cfg.append`` is false.
+    """
+    import minari
+    from minari.storage import get_dataset_path
+
+    _check_config(cfg)
+    root = Path(get_dataset_path())  # honours MINARI_DATASETS_PATH
+    final = root / cfg.dataset
+    existing = None
+    if final.exists():
+        if not cfg.append:
+            raise FileExistsError(
+                f"dataset {cfg.dataset!r} already exists at {final}; pass --append to add "
+                "episodes to it or choose another id"
+            )
+        existing = minari.load_dataset(cfg.dataset)
+    envs = _make_envs(cfg)
+    writer = None
+    try:
+        if existing is not None:
+            _check_append(existing, envs, cfg.dataset)
+        started = 0
+        if existing is not None:  # seeds continue where the previous runs stopped
+            meta = existing.storage.metadata
+            started = int(meta.get("vwm_episodes_started", existing.total_episodes))
+        run_seed = int(np.random.SeedSequence([cfg.seed, started]).generate_state(1)[0])
+        policy_fn = policy if policy is not None else make_policy(cfg.policy, envs, run_seed)
+        algorithm = _algorithm_name(policy if policy is not None else cfg.policy)
+        writer = _Writer(cfg, envs, root, algorithm)
+        added, videos, started, seconds = _record(cfg, envs, policy_fn, writer, started)
+        total = writer.commit({"vwm_episodes_started": started, "vwm_task": cfg.task})
+    finally:
+        envs.close()
+        if writer is not None:
+            writer.cleanup()
+    paths = _write_videos(videos, cfg.video) if cfg.video else ()
+    return CollectSummary(cfg.dataset, final, added[0], added[1], total, seconds, paths)
+
+
+def _record(
+    cfg: CollectConfig,
+    envs: gym.vector.VectorEnv,
+    policy: PolicyFn,
+    writer: _Writer,
+    started: int,
+) -> tuple[tuple[int, int], list[np.ndarray], int, float]:
+    """The collection loop; returns ((episodes, steps) added, video frames, episodes started,
+    seconds)."""
+    from tqdm.auto import tqdm
+
+    n = cfg.num_envs
+    seeds = [cfg.seed + started + i for i in range(n)]
+    obs, _ = envs.reset(seed=seeds)  # (n, H, W, C)
+    started += n
+    live = [_Episode(s, [obs[i].copy()], [], [], [], []) for i, s in enumerate(seeds)]
+    finished: list[_Episode] = []
+    videos: list[np.ndarray] = []
+    buffered = episodes = recorded = 0
+    bar = tqdm(total=cfg.steps, desc=f"collect {cfg.task}", unit="step", disable=not cfg.progress)
+    t0 = time.perf_counter()
+    while recorded < cfg.steps:
+        actions = _as_actions(policy(obs), envs.single_action_space, n)  # (n,) or (n, A)
+        next_obs, rewards, terms, truncs, _ = envs.step(actions)
+        active = min(n, cfg.steps - recorded)  # the last step may record only some envs
+        done = np.zeros(n, dtype=bool)
+        for i in range(active):
+            ep = live[i]
+            ep.obs.append(next_obs[i].copy())
+            ep.actions.append(actions[i])
+            ep.rewards.append(float(rewards[i]))
+            ep.terminations.append(bool(terms[i]))
+            ep.truncations.append(bool(truncs[i]))
+            done[i] = terms[i] or truncs[i]
+        recorded += active
+        buffered += active
+        bar.update(active)
+        obs = next_obs
+        if recorded < cfg.steps and done.any():
+            new_seeds = [cfg.seed + started + k for k in range(int(done.sum()))]
+            reset_seeds: list[int | None] = [None] * n
+            for k, i in enumerate(np.flatnonzero(done)):
+                finished.append(live[i])
+                reset_seeds[i] = new_seeds[k]
+            started += len(new_seeds)
+            obs, _ = envs.reset(seed=reset_seeds, options={"reset_mask": done})
+            for i in np.flatnonzero(done):
+                live[i] = _Episode(int(reset_seeds[i]), [obs[i].copy()], [], [], [], [])
+        elif done.any():
+            finished.extend(live[i] for i in np.flatnonzero(done))
+            for i in np.flatnonzero(done):
+                live[i] = _Episode(-1, [], [], [], [], [])  # stepless: never stored
+        if buffered >= FLUSH_STEPS or recorded >= cfg.steps:
+            if recorded >= cfg.steps:  # store unfinished episodes, marked truncated
+                for ep in live:
+                    if ep.rewards:
+                        ep.truncations[-1] = True
+                        finished.append(ep)
+            videos += [np.stack(e.obs) for e in finished[: max(0, cfg.num_videos - len(videos))]]
+            writer.write(finished)
+            episodes += len(finished)
+            finished, buffered = [], 0
+    seconds = time.perf_counter() - t0
+    bar.close()
+    return (episodes, recorded), videos, started, seconds
+
+
+def _write_videos(videos: list[np.ndarray], folder: str) -> tuple[Path, ...]:
+    """Write episodes (T, H, W, C) as folder/episode_000.mp4, ...; returns the paths."""
+    from video_envs.video import write_video
+
+    return tuple(
+        write_video(Path(folder) / f"episode_{i:03d}.mp4", frames, fps=30, scale=2)
+        for i, frames in enumerate(videos)
+    )
+
+
+def collect_from_config(cfg: CollectConfig) -> None:
+    """`vwm collect`: run `collect` and print a one-line summary."""
+    summary = collect(cfg)
+    rate = summary.steps / max(summary.seconds, 1e-9)
+    print(
+        f"{summary.dataset}: +{summary.episodes} episodes, +{summary.steps} steps "
+        f"({rate:.0f} steps/s), {summary.total_episodes} episodes in {summary.path}"
+    )
+    for path in summary.videos:
+        print(f"video: {path}")
+
+
+__all__ = ["CollectConfig", "CollectSummary", "collect", "collect_from_config", "make_policy"]

@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal, get_args, get_type_hints
 
 import numpy as np
 import torch
@@ -159,22 +159,24 @@ def parse_planner_spec(spec: str) -> PlannerConfig:
 
 
 def _parse_value(key: str, raw: str, hint: Any, spec: str) -> Any:
-    text = str(hint)
-    if raw.lower() == "none" and "None" in text:
+    types = get_args(hint) or (hint,)  # int | None -> (int, NoneType)
+    if raw.lower() == "none" and type(None) in types:
         return None
     try:
-        if "bool" in text:
+        if bool in types:
             if raw.lower() in ("1", "true", "yes", "on"):
                 return True
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(raw)
-        if "int" in text:
+        if int in types:
             return int(raw)
-        if "float" in text:
+        if float in types:
             return float(raw)
     except ValueError:
-        raise ValueError(f"planner spec {spec!r}: bad value {raw!r} for {key} ({text})") from None
+        raise ValueError(
+            f"planner spec {spec!r}: bad value {raw!r} for {key} (expected {hint})"
+        ) from None
     return raw
 
 
@@ -356,8 +358,9 @@ class Planner:
         is None, the first call (or one after `reset` or with a new number of envs) starts
         every env, and later calls start an env when the model predicted, on the previous
         call, that the chosen action ends its episode. Time-limit truncations cannot be seen
-        that way: pass ``episode_start`` or call `reset` for them. ``state`` is ignored (no
-        recurrent state is handed out) and None is returned in its place.
+        that way: pass ``episode_start`` or call `reset` for them (this detection costs one
+        extra imagined step per env and action, not counted in `imagined_steps_per_action`).
+        ``state`` is ignored (no recurrent state is handed out) and None is returned for it.
         Returns int64 (n_envs,) or float32 (n_envs, A) actions, unbatched for a single frame.
         """
         frames = np.asarray(observation.cpu() if isinstance(observation, Tensor) else observation)
@@ -403,11 +406,9 @@ class Planner:
         ``episode_start`` (B,) bool drops the warm-start plan of those rows.
         """
         batch = state_batch_size(state)
-        init = self._initial_plan(batch, episode_start)
-        method = self.cfg.method
-        if method == "random":
+        if self.cfg.method == "random":
             return self._random_shooting(state, batch)
-        return self._refine(state, init, deterministic)
+        return self._refine(state, self._initial_plan(batch, episode_start), deterministic)
 
     # -- optimisers ------------------------------------------------------------------------
 

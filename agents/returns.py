@@ -103,11 +103,11 @@ class ReturnNormalizer:
         """``advantages / scale`` (on the advantages' device)."""
         return advantages / self.scale.to(advantages.device)
 
-    def state_dict(self) -> dict[str, Tensor]:
-        """Tensors to save with an agent checkpoint."""
-        return {"low": self.low.clone(), "high": self.high.clone()}
+    def state(self) -> dict[str, float]:
+        """JSON-serialisable EMA state, saved with an agent."""
+        return {"low": float(self.low), "high": float(self.high)}
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Inverse of `state_dict`."""
-        self.low = state["low"].detach().float().cpu().reshape(())
-        self.high = state["high"].detach().float().cpu().reshape(())
+    def load_state(self, state: dict[str, float]) -> None:
+        """Inverse of `state`."""
+        self.low = torch.tensor(float(state["low"]))
+        self.high = torch.tensor(float(state["high"]))

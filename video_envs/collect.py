@@ -24,6 +24,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -153,7 +154,12 @@ def _make_envs(cfg: CollectConfig) -> gym.vector.VectorEnv:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown task id {cfg.task!r}.{hint} vwm ids: {', '.join(known)}")
     kwargs = {} if cfg.size is None else {"size": cfg.size}
-    envs = gym.make_vec(cfg.task, num_envs=cfg.num_envs, vectorization_mode="sync", **kwargs)
+    try:
+        envs = gym.make_vec(cfg.task, num_envs=cfg.num_envs, vectorization_mode="sync", **kwargs)
+    except TypeError as error:
+        if "size" not in str(error):
+            raise
+        raise ValueError(f"task {cfg.task!r} does not take a size= option; drop --size") from error
     space = envs.single_observation_space
     if not (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3):
         envs.close()
@@ -288,7 +294,8 @@ class _Writer:
 
         buffers = [e.to_buffer() for e in episodes]
         if self.dataset is None:
-            with _minari_root(self.tmp_root):
+            with _minari_root(self.tmp_root), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=UserWarning, module="minari")
                 self.dataset = minari.create_dataset_from_buffers(
                     self.cfg.dataset,
                     buffers,

@@ -6,7 +6,7 @@ Frames are uint8 ``(T, H, W, 3)`` or ``(T, H, W, 1)`` (grey, stacked to RGB on w
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,8 +62,7 @@ def write_video(
             frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    tmp_name = str(path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{suffix}"))
     clip = ImageSequenceClip(list(frames), fps=fps)
     try:
         if suffix == ".gif":

@@ -175,9 +175,9 @@ def test_single_env_reset_detection_and_explicit_reset():
 
 
 def test_wall_termination_detected_on_real_steps():
-    # next to the wall, with the target outside it, the plan walks into the wall
+    # next to the wall, with the target outside it, a one-step plan walks into the wall
     model = SyntheticWorldModel(synthetic_spec("discrete"), target=1.5)
-    planner = Planner(model, small_cfg("random", horizon=3))
+    planner = Planner(model, small_cfg("random", horizon=1))
     action, _ = planner.predict(LineEnv(model, pos=0.95).frames()[0])
     assert int(action) == 2
     assert planner._predicted_end.tolist() == [True]
@@ -201,6 +201,26 @@ def test_plan_returns_weights_by_cumulative_continue():
     torch.testing.assert_close(out, torch.tensor([1 + 0.5 + 0.25 + 0.125 * 8]))
 
 
+def build(spec):
+    """`build` hook so this module can stand in as the 'synthetic' model family."""
+    return SyntheticWorldModel(spec)
+
+
+def test_from_checkpoint(tmp_path, monkeypatch):
+    from world_models import families
+    from world_models.checkpoint import ContextBank, save_checkpoint
+
+    monkeypatch.setitem(families.FAMILIES, "synthetic", __name__)
+    model = SyntheticWorldModel(synthetic_spec("continuous"))
+    frames = LineEnv(model).frames()[:, None]  # (1, 1, H, W, C)
+    bank = ContextBank(torch.as_tensor(frames), torch.zeros(1, 1, 1))
+    save_checkpoint(tmp_path / "ckpt", model, bank, {"task": "line"})
+    planner = Planner.from_checkpoint(tmp_path / "ckpt", parse_planner_spec("mppi:h=6,n=32"))
+    assert planner.cfg.horizon == 6 and planner.imagined_steps_per_action == 6 * 32 * 4
+    action, _ = planner.predict(frames[0, 0])
+    assert action[0] > 0
+
+
 def test_imagined_steps_per_action():
     assert PlannerConfig("random", horizon=10, num_candidates=100).imagined_steps_per_action == 1000
     cfg = PlannerConfig("cem", horizon=10, num_candidates=100, iterations=3)
@@ -218,6 +238,7 @@ def test_parse_planner_spec():
     assert cfg.discount == 0.9 and cfg.warm_start is False
     assert parse_planner_spec("rs").method == "random"
     assert parse_planner_spec("cem:elites=8").elites == 8
+    assert parse_planner_spec("cem:num_elites=none,candidates=50").elites == 5
 
 
 @pytest.mark.parametrize(

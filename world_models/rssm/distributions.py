@@ -40,7 +40,7 @@ def sample_index(probs: Tensor, generator: torch.Generator | None = None) -> Ten
 def straight_through(onehot: Tensor, probs: Tensor) -> Tensor:
     """onehot in the forward pass, gradient of probs in the backward pass."""
     if probs.requires_grad:
-        return onehot + probs - probs.detach()
+        return onehot + (probs - probs.detach())  # exactly onehot in the forward pass
     return onehot
 
 

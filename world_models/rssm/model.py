@@ -130,13 +130,16 @@ class RSSMWorldModel(nn.Module):
         """Filter a real sequence from the initial state with the posterior.
 
         frames uint8 (B, T, H, W, C), actions (B, T) or (B, T, A), is_first bool (B, T).
-        Where is_first, the state is reset to the initial state and the action zeroed.
+        Where is_first, and always on the first frame of the window (so that training windows
+        and burn-in contexts start alike), the state is reset to the initial state and the
+        action input zeroed.
         Posterior latents are sampled (straight-through) or, if not `sample`, the mode.
         Returns "deter" (B, T, D), "stoch" (B, T, G, K) and posterior probs "post" (B, T, G, K).
         """
         b, t = frames.shape[:2]
         device = self.init_deter.device
-        is_first = is_first.to(device).bool()  # (B, T)
+        is_first = is_first.to(device).bool().clone()  # (B, T)
+        is_first[:, 0] = True
         embed = self.encoder(frames.to(device).flatten(0, 1)).unflatten(0, (b, t))  # (B, T, E)
         act = self._action_input(actions, (b, t))  # (B, T, A)
         act = act * (~is_first).unsqueeze(-1).to(act.dtype)  # zero action on first frames
@@ -161,7 +164,11 @@ class RSSMWorldModel(nn.Module):
 
     # ----------------------------------------------------------------- protocol
     def init_state(self, frames: Tensor, actions: Tensor) -> State:
-        """Burn in with the posterior (mode, so deterministic) over a real context."""
+        """Burn in with the posterior (mode, so deterministic) over a real context.
+
+        The context starts from the initial state like an episode start, so ``actions[:, 0]``
+        is ignored.
+        """
         self._check_frames(frames, 5)
         is_first = torch.zeros(frames.shape[:2], dtype=torch.bool, device=self.init_deter.device)
         seq = self.posterior_rollout(frames, actions, is_first, sample=False)
@@ -260,7 +267,7 @@ def _action_affine(spec: ModelSpec) -> tuple[Tensor, Tensor]:
     """(center, scale) mapping finite continuous action bounds to [-1, 1]; identity otherwise."""
     dim = spec.action_dim if spec.action_kind == "continuous" else 1
     center, scale = torch.zeros(dim), torch.ones(dim)
-    if spec.action_kind == "continuous" and spec.action_low is not None and spec.action_high:
+    if spec.action_kind == "continuous" and spec.action_low is not None and spec.action_high is not None:
         low = torch.tensor(spec.action_low, dtype=torch.float32).expand(dim)
         high = torch.tensor(spec.action_high, dtype=torch.float32).expand(dim)
         finite = torch.isfinite(low) & torch.isfinite(high) & (high > low)

@@ -1,0 +1,215 @@
+"""Stable-Baselines3 agents trained inside imagination (or on the real task, as the baseline).
+
+`train_sb3_in_imagination` trains any SB3 algorithm on `WorldModelSB3VecEnv` (pixels or
+latent features) with periodic evaluation on the real task, and saves the normal SB3
+``.zip`` (loadable by plain SB3) plus a ``.vwm.json`` sidecar saying how to feed it real
+observations (latent features through the world model, or stacked frames).
+`train_sb3_real` is the baseline: the same algorithm on the real pixel task.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agents.evaluate import FrameStackPolicy, LatentPolicy, evaluate_policy
+
+ALGOS = ("ppo", "a2c", "dqn", "sac", "td3")
+"""SB3 algorithms vwm knows how to configure."""
+DISCRETE_ONLY = ("dqn",)
+CONTINUOUS_ONLY = ("sac", "td3")
+
+
+@dataclass
+class SB3Config:
+    """How to train an SB3 agent (in imagination or on the real task)."""
+
+    algo: str = "ppo"
+    """SB3 algorithm: ppo, a2c, dqn, sac or td3."""
+    obs_mode: Literal["latent", "pixels"] = "latent"
+    """What the agent observes in imagination: model features or decoded frames."""
+    steps: int = 50_000
+    """Environment steps to train for (imagined steps in imagination)."""
+    num_envs: int = 16
+    """Parallel environments."""
+    frame_stack: int = 4
+    """Frames stacked for pixel observations (velocities are invisible in one frame)."""
+    eval_every: int = 0
+    """Evaluate on the real task every N steps (0: only at the end)."""
+    eval_episodes: int = 10
+    """Real episodes per evaluation."""
+    seed: int = 0
+    """Seed of the agent and envs."""
+    device: str = "cpu"
+    """Torch device of the agent."""
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for the SB3 algorithm constructor."""
+
+
+def sb3_class(algo: str):
+    """The SB3 algorithm class for a lower-case name."""
+    import stable_baselines3 as sb3
+
+    if algo not in ALGOS:
+        raise ValueError(f"unknown SB3 algorithm {algo!r}; choose one of {ALGOS}")
+    return getattr(sb3, algo.upper())
+
+
+def check_algo_fits(algo: str, discrete: bool) -> None:
+    """Refuse algorithm/action-space pairs SB3 does not support, with a clear message."""
+    if discrete and algo in CONTINUOUS_ONLY:
+        raise ValueError(f"{algo.upper()} needs continuous (Box) actions; this task's are discrete")
+    if not discrete and algo in DISCRETE_ONLY:
+        raise ValueError(f"{algo.upper()} needs discrete actions; this task's are continuous")
+
+
+def default_algo_kwargs(algo: str, num_envs: int, pixels: bool) -> dict[str, Any]:
+    """Sizes that suit small 64x64 tasks on a CPU."""
+    if algo == "ppo":
+        return {"n_steps": max(32, 1024 // num_envs), "batch_size": 256, "n_epochs": 4,
+                "learning_rate": 3e-4, "ent_coef": 0.01}
+    if algo == "a2c":
+        return {"n_steps": 8, "learning_rate": 7e-4}
+    if algo == "dqn":
+        return {"learning_starts": 500, "buffer_size": 20_000 if pixels else 100_000,
+                "train_freq": 4, "target_update_interval": 500, "exploration_fraction": 0.2}
+    return {"learning_starts": 500, "buffer_size": 20_000 if pixels else 100_000,
+            "batch_size": 256}
+
+
+def _build(algo: str, env: Any, pixels: bool, cfg: SB3Config):
+    kwargs = default_algo_kwargs(algo, cfg.num_envs, pixels)
+    kwargs.update(cfg.algo_kwargs)
+    policy = "CnnPolicy" if pixels else "MlpPolicy"
+    return sb3_class(algo)(policy, env, seed=cfg.seed, device=cfg.device, verbose=0, **kwargs)
+
+
+def write_sidecar(zip_path: Path, meta: dict[str, Any]) -> None:
+    """Write the ``.vwm.json`` that tells `agents.evaluate.load_policy` how to feed the model."""
+    from agents.evaluate import sidecar_path
+
+    sidecar_path(zip_path).write_text(json.dumps(meta, indent=2))
+
+
+class RealEvalCallback:
+    """Evaluates on the real task every `every` steps; keeps (steps, mean return) pairs."""
+
+    def __init__(self, make_policy, task: str, every: int, episodes: int, seed: int) -> None:
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        outer = self
+        self.history: list[tuple[int, float]] = []
+        self.make_policy, self.task, self.every = make_policy, task, every
+        self.episodes, self.seed = episodes, seed
+
+        class _Callback(BaseCallback):
+            def _on_step(self) -> bool:
+                if outer.every and self.num_timesteps // outer.every > len(outer.history):
+                    outer.evaluate(self.model, self.num_timesteps)
+                return True
+
+        self.callback = _Callback()
+
+    def evaluate(self, model: Any, steps: int) -> float:
+        """Evaluate `model` on the real task now."""
+        result = evaluate_policy(
+            self.make_policy(model), self.task, self.episodes, seed=10_000 + self.seed
+        )
+        self.history.append((steps, result.mean))
+        return result.mean
+
+
+def train_sb3_in_imagination(
+    checkpoint: str | Path, cfg: SB3Config, out: str | Path, task: str | None = None
+) -> dict[str, Any]:
+    """Train `cfg.algo` inside the world model at `checkpoint`; save OUT/<algo>.zip."""
+    from stable_baselines3.common.vec_env import VecFrameStack
+    from video_envs.sb3 import WorldModelSB3VecEnv
+
+    from world_models.checkpoint import load_checkpoint, resolve_checkpoint_dir
+
+    loaded = load_checkpoint(checkpoint, device=cfg.device)
+    task = task or loaded.task
+    if task is None:
+        raise ValueError("the checkpoint names no task; pass --task")
+    check_algo_fits(cfg.algo, loaded.spec.action_kind == "discrete")
+    pixels = cfg.obs_mode == "pixels"
+    env = WorldModelSB3VecEnv(
+        cfg.num_envs, model=loaded.model, contexts=loaded.contexts, task=task,
+        obs_mode=cfg.obs_mode, device=cfg.device, seed=cfg.seed,
+    )
+    if pixels and cfg.frame_stack > 1:
+        env = VecFrameStack(env, cfg.frame_stack)
+    agent = _build(cfg.algo, env, pixels, cfg)
+
+    def as_policy(model: Any):
+        if not pixels:
+            return LatentPolicy(model, loaded.model)
+        return FrameStackPolicy(model, cfg.frame_stack) if cfg.frame_stack > 1 else model
+
+    evaluator = RealEvalCallback(as_policy, task, cfg.eval_every, cfg.eval_episodes, cfg.seed)
+    start = time.perf_counter()
+    agent.learn(total_timesteps=cfg.steps, callback=evaluator.callback, progress_bar=True)
+    wall = time.perf_counter() - start
+    final = evaluator.evaluate(agent, agent.num_timesteps)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    zip_path = out / f"{cfg.algo}.zip"
+    agent.save(str(zip_path))
+    # a copy of the world model next to the zip, so the agent folder is self-contained
+    world_model_dir = out / "world_model"
+    if not pixels and resolve_checkpoint_dir(checkpoint) != world_model_dir:
+        import shutil
+
+        shutil.rmtree(world_model_dir, ignore_errors=True)
+        shutil.copytree(resolve_checkpoint_dir(checkpoint), world_model_dir)
+    write_sidecar(zip_path, {
+        "algo": cfg.algo, "obs_mode": cfg.obs_mode, "task": task,
+        "frame_stack": cfg.frame_stack if pixels else 1,
+        "world_model": "world_model" if not pixels else None,
+        "trained_in": "imagination",
+    })
+    return {"path": str(zip_path), "real_return": final, "history": evaluator.history,
+            "wall_time": wall, "imagined_steps": int(agent.num_timesteps)}
+
+
+def train_sb3_real(
+    task: str, cfg: SB3Config, out: str | Path | None = None
+) -> dict[str, Any]:
+    """The baseline: `cfg.algo` trained on the real pixel task for `cfg.steps` real steps."""
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    import video_envs  # noqa: F401
+
+    discrete = isinstance(gym.make(task).action_space, gym.spaces.Discrete)
+    check_algo_fits(cfg.algo, discrete)
+    env = make_vec_env(task, n_envs=cfg.num_envs, seed=cfg.seed)
+    if cfg.frame_stack > 1:
+        env = VecFrameStack(env, cfg.frame_stack)
+    agent = _build(cfg.algo, env, True, cfg)
+
+    def as_policy(model: Any):
+        return FrameStackPolicy(model, cfg.frame_stack) if cfg.frame_stack > 1 else model
+
+    evaluator = RealEvalCallback(as_policy, task, cfg.eval_every, cfg.eval_episodes, cfg.seed)
+    start = time.perf_counter()
+    agent.learn(total_timesteps=cfg.steps, callback=evaluator.callback, progress_bar=True)
+    wall = time.perf_counter() - start
+    final = evaluator.evaluate(agent, agent.num_timesteps)
+    result: dict[str, Any] = {"real_return": final, "history": evaluator.history,
+                              "wall_time": wall, "real_steps": int(agent.num_timesteps)}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        zip_path = out / f"{cfg.algo}.zip"
+        agent.save(str(zip_path))
+        write_sidecar(zip_path, {"algo": cfg.algo, "obs_mode": "pixels", "task": task,
+                                 "frame_stack": cfg.frame_stack, "trained_in": "real"})
+        result["path"] = str(zip_path)
+    return result
+

@@ -127,8 +127,8 @@ def train_sb3_in_imagination(
 ) -> dict[str, Any]:
     """Train `cfg.algo` inside the world model at `checkpoint`; save OUT/<algo>.zip."""
     from stable_baselines3.common.vec_env import VecFrameStack
-    from video_envs.sb3 import WorldModelSB3VecEnv
 
+    from video_envs.sb3 import WorldModelSB3VecEnv
     from world_models.checkpoint import load_checkpoint, resolve_checkpoint_dir
 
     loaded = load_checkpoint(checkpoint, device=cfg.device)

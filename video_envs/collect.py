@@ -67,9 +67,10 @@ class CollectConfig:
     size: int | None = None
     """Frame side in pixels passed to the task as size= (None: the task's default)."""
     append: bool = False
-    """Add episodes to an existing dataset instead of refusing to touch it."""
+    """Add episodes to an existing dataset (created if missing) instead of refusing."""
     jpeg: bool = False
-    """Store frames JPEG-encoded (lossy, smaller); the default is lossless."""
+    """Store frames JPEG-encoded (lossy, smaller; new datasets only, appends keep the
+    dataset's encoding). The default is lossless."""
     video: str | None = None
     """Folder to write the first episodes to as mp4 (none by default)."""
     num_videos: int = 3
@@ -146,8 +147,9 @@ def _check_config(cfg: CollectConfig) -> None:
 
 def _make_envs(cfg: CollectConfig) -> gym.vector.VectorEnv:
     """The sync vector env of the task, or a ValueError naming a bad id or frame space."""
-    import video_envs  # noqa: F401  (registers the vwm ids)
+    from video_envs.registration import register_envs
 
+    register_envs()  # idempotent; also covers an install where the package __init__ is skipped
     if cfg.task not in gym.registry:
         known = [k for k in gym.registry if k.startswith("vwm/")]
         close = difflib.get_close_matches(cfg.task, list(gym.registry), n=3)
@@ -220,6 +222,7 @@ def _sb3_policy(path: Path, envs: gym.vector.VectorEnv) -> PolicyFn:
     def policy(obs: np.ndarray) -> np.ndarray:
         return model.predict(obs, deterministic=False)[0]
 
+    policy.__name__ = f"{type(model).__name__} {path.name}"  # the dataset's algorithm_name
     return policy
 
 
@@ -228,7 +231,11 @@ def make_policy(policy: str, envs: gym.vector.VectorEnv, seed: int) -> PolicyFn:
     if policy == "random":
         space = envs.action_space
         space.seed(seed)
-        return lambda obs: space.sample()
+
+        def random(obs: np.ndarray) -> np.ndarray:
+            return space.sample()
+
+        return random
     path = Path(policy)
     if path.suffix != ".zip" or not path.is_file():
         raise ValueError(
@@ -338,12 +345,6 @@ def _ensure_namespace(dataset_id: str) -> None:
 # ---------------------------------------------------------------------------- collection
 
 
-def _algorithm_name(policy: str | PolicyFn) -> str:
-    if isinstance(policy, str):
-        return policy if policy == "random" else Path(policy).stem
-    return getattr(policy, "__name__", type(policy).__name__)
-
-
 def collect(cfg: CollectConfig, policy: PolicyFn | None = None) -> CollectSummary:
     """Record `cfg.steps` transitions of `cfg.task` into Minari dataset `cfg.dataset`.
 
@@ -377,7 +378,7 @@ def collect(cfg: CollectConfig, policy: PolicyFn | None = None) -> CollectSummar
             started = int(meta.get("vwm_episodes_started", existing.total_episodes))
         run_seed = int(np.random.SeedSequence([cfg.seed, started]).generate_state(1)[0])
         policy_fn = policy if policy is not None else make_policy(cfg.policy, envs, run_seed)
-        algorithm = _algorithm_name(policy if policy is not None else cfg.policy)
+        algorithm = getattr(policy_fn, "__name__", type(policy_fn).__name__)
         writer = _Writer(cfg, envs, root, algorithm)
         added, videos, started, seconds = _record(cfg, envs, policy_fn, writer, started)
         total = writer.commit({"vwm_episodes_started": started, "vwm_task": cfg.task})

@@ -64,6 +64,7 @@ def test_round_trip_matches_a_replay(_minari_root):
     summary = collect(_cfg(steps=150), policy=policy)
     assert summary.steps == 150 and summary.total_episodes == summary.episodes
     assert policy.seen[0].shape == (3, SIZE, SIZE, 3)
+    assert policy.calls == 50  # 150 steps / 3 envs: no step wasted on an autoreset
     dataset = minari.load_dataset("vwm/cartpole/test-v0")
     assert dataset.total_steps == 150 and dataset.total_episodes == summary.episodes
     assert not dataset.storage.metadata["jpeg_encoding"]
@@ -172,9 +173,10 @@ def test_sb3_policy(_minari_root, tmp_path):
     env.close()
     summary = collect(_cfg(size=16, steps=40, policy=str(tmp_path / "ppo.zip")))
     assert summary.steps == 40
-    assert minari.load_dataset("vwm/cartpole/test-v0").spec.algorithm_name == "ppo"
+    metadata = minari.load_dataset("vwm/cartpole/test-v0").storage.metadata
+    assert metadata["algorithm_name"] == "PPO ppo.zip"
     with pytest.raises(ValueError, match="observes"):  # a policy for other frames
-        collect(_cfg(size=32, steps=40, policy=str(tmp_path / "ppo.zip"), append=True))
+        collect(_cfg(size=32, steps=40, policy=str(tmp_path / "ppo.zip"), dataset="vwm/b/c-v0"))
 
 
 def test_cli(_minari_root, capsys):

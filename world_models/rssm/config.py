@@ -89,7 +89,7 @@ PRESETS: dict[str, RSSMConfig] = {
     "tiny": RSSMConfig(depth=8, deter=32, stoch=4, classes=4, hidden=32, context_len=4),
     # CPU default, ~1.7M parameters at 64x64 (channels 16-128, deter 128, stoch 16x16).
     "small": RSSMConfig(),
-    # ~10M parameters at 64x64; for a GPU or patient CPU runs.
+    # ~12M parameters at 64x64; for a GPU or patient CPU runs.
     "medium": RSSMConfig(depth=32, deter=512, stoch=32, classes=16, hidden=512, head_layers=2),
 }
 """Named presets."""

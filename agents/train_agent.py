@@ -1,0 +1,105 @@
+"""`vwm train-agent`: Dreamer or any SB3 algorithm inside a world model, or the online loop."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from agents.dreamer import DreamerAgent, DreamerConfig, DreamerPolicy
+from agents.dreamer_train import DreamerTrainConfig, make_starts, train_in_imagination
+from agents.evaluate import evaluate_policy
+from agents.online import OnlineConfig, run_online
+from agents.sb3 import ALGOS, SB3Config, train_sb3_in_imagination
+from world_models.checkpoint import load_checkpoint
+
+
+@dataclass
+class TrainAgentConfig:
+    """Options of `vwm train-agent`."""
+
+    algo: str = "dreamer"
+    """dreamer, or an SB3 algorithm: ppo, a2c, dqn, sac, td3."""
+    checkpoint: str | None = None
+    """World-model checkpoint (or run folder) to train inside (not with --online)."""
+    online: bool = False
+    """Dreamer only: run the online loop on the real task (collect, model, agent, repeat)."""
+    task: str | None = None
+    """Real task for evaluation (default: the checkpoint's task); required with --online."""
+    obs_mode: Literal["latent", "pixels"] = "latent"
+    """SB3 only: observe model features or decoded frames in imagination."""
+    steps: int = 200_000
+    """Imagined env steps to train for (Dreamer: updates = steps / (batch * horizon))."""
+    real_steps: int = 50_000
+    """--online: budget of real env steps."""
+    preset: str = "small"
+    """--online: world-model size preset."""
+    out: str = "runs/agent"
+    """Output folder for the agent."""
+    eval_episodes: int = 10
+    """Real episodes for the final evaluation."""
+    seed: int = 0
+    """Seed."""
+    device: str = "cpu"
+    """Torch device."""
+
+
+def train_dreamer_offline(
+    checkpoint: str, out: str | Path, steps: int, seed: int = 0, device: str = "cpu",
+    agent_cfg: DreamerConfig | None = None, progress: bool = True,
+) -> tuple[DreamerAgent, Any, dict[str, float]]:
+    """Train a Dreamer agent inside a fixed world model; saves it (with the model) to OUT."""
+    import gymnasium as gym
+
+    import video_envs  # noqa: F401
+
+    loaded = load_checkpoint(checkpoint, device=device)
+    agent = DreamerAgent(loaded.spec, agent_cfg).to(device)
+    limit = gym.spec(loaded.task).max_episode_steps if loaded.task in gym.registry else None
+    train_cfg = DreamerTrainConfig(max_episode_steps=limit or 1000, seed=seed)
+    torch.manual_seed(seed)
+    starts = make_starts(loaded.model, loaded.contexts, agent, train_cfg)
+    updates = max(1, steps // (agent.cfg.batch_size * agent.cfg.horizon))
+    generator = torch.Generator(device=device).manual_seed(seed)
+    metrics = train_in_imagination(agent, loaded.model, starts, updates, generator, progress)
+    agent.save(out, world_model=loaded.path, extra={"task": loaded.task})
+    return agent, loaded, metrics
+
+
+def train_agent_from_config(cfg: TrainAgentConfig) -> dict[str, Any]:
+    """`vwm train-agent` entry point."""
+    if cfg.algo != "dreamer" and cfg.algo not in ALGOS:
+        raise ValueError(f"unknown --algo {cfg.algo!r}; choose dreamer or one of {ALGOS}")
+    if cfg.online:
+        if cfg.algo != "dreamer":
+            raise ValueError("--online runs the Dreamer loop; use --algo dreamer")
+        if cfg.task is None:
+            raise ValueError("--online needs --task (the real task to learn)")
+        online = OnlineConfig(task=cfg.task, out=cfg.out, real_steps=cfg.real_steps,
+                              preset=cfg.preset, seed=cfg.seed, device=cfg.device,
+                              eval_episodes=cfg.eval_episodes)
+        progress = run_online(online)
+        curve = progress["curve"]
+        print(f"real return {curve[-1][1]:.1f} after {progress['real_steps']} real steps; "
+              f"agent: {Path(cfg.out) / 'agent'}")
+        return progress
+    if cfg.checkpoint is None:
+        raise ValueError("--checkpoint is required (or use --online with --task)")
+    if cfg.algo == "dreamer":
+        agent, loaded, _ = train_dreamer_offline(cfg.checkpoint, cfg.out, cfg.steps, cfg.seed,
+                                                 cfg.device)
+        task = cfg.task or loaded.task
+        result = evaluate_policy(DreamerPolicy(agent, loaded.model), task, cfg.eval_episodes,
+                                 seed=10_000 + cfg.seed)
+        summary = {"path": cfg.out, "real_return": result.mean, "returns": result.returns}
+    else:
+        sb3_cfg = SB3Config(algo=cfg.algo, obs_mode=cfg.obs_mode, steps=cfg.steps,
+                            eval_episodes=cfg.eval_episodes, seed=cfg.seed, device=cfg.device)
+        summary = train_sb3_in_imagination(cfg.checkpoint, sb3_cfg, cfg.out, cfg.task)
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, np.ndarray)},
+                     indent=2, default=str))
+    return summary

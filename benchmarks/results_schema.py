@@ -1,0 +1,172 @@
+"""One benchmark run's result as data: the JSON record every report is built from.
+
+A run is one (task, method, seed, real-step budget, model preset). Its JSON holds the
+learning curve, the final real-env evaluation, step counts, optional model fidelity,
+throughput, dream return and video paths, and what is needed to reproduce it (versions,
+config and its hash, hardware). Reports read these files and nothing else.
+
+Paths under ``videos`` are relative to the folder of the result JSON that names them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+REQUIRED_KEYS: tuple[str, ...] = (
+    "schema", "suite", "task", "method", "seed", "real_step_budget", "model_preset", "curve",
+    "final", "real_steps", "imagined_steps", "wall_time", "versions", "config", "config_hash",
+    "hardware",
+)
+"""Keys every result JSON must have (the optional ones may be null or absent)."""
+
+OPTIONAL_KEYS: tuple[str, ...] = ("dream_return", "fidelity", "throughput", "videos")
+"""Keys that may be null or missing: the report skips what they feed."""
+
+FINAL_KEYS: tuple[str, ...] = ("returns", "lengths", "eval_seeds", "mean", "iqm")
+"""Keys of the ``final`` real-env evaluation."""
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Short (12 hex digits) sha256 of the canonical JSON of `config` (sorted keys, no spaces)."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass
+class FinalEval:
+    """The final evaluation on the real task: one entry per episode."""
+
+    returns: list[float]
+    lengths: list[int]
+    eval_seeds: list[int]
+    mean: float
+    iqm: float
+
+
+@dataclass
+class RunResult:
+    """One run's result; mirrors the JSON record field by field (see the module docstring)."""
+
+    schema: int
+    suite: str
+    task: str
+    method: str
+    seed: int
+    real_step_budget: int
+    """The suite's nominal budget (``ppo_real_10x`` keeps it; its ``real_steps`` is 10x)."""
+    model_preset: str
+    curve: list[list[float]]
+    """``[[real_steps, mean_return], ...]`` in increasing real steps."""
+    final: FinalEval
+    real_steps: int
+    """Real env steps actually used."""
+    imagined_steps: int
+    wall_time: float
+    versions: dict[str, Any]
+    config: dict[str, Any]
+    config_hash: str
+    hardware: dict[str, Any]
+    dream_return: float | None = None
+    fidelity: dict[str, float] | None = None
+    """``psnr_h<k>`` for open-loop horizons k, ``reward_mae``, ``termination_accuracy``."""
+    throughput: dict[str, float] | None = None
+    """``imagined_steps_per_s`` and ``real_steps_per_s``."""
+    videos: dict[str, str] | None = None
+    """``{"mp4": path, "gif": path}``, relative to the result file's folder."""
+    source: Path | None = field(default=None, compare=False)
+    """The file this result was loaded from (not part of the JSON)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record as a plain dict (without ``source``)."""
+        data = asdict(self)
+        data.pop("source")
+        return data
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """The JSON record as text, keys in schema order."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | os.PathLike | None = None) -> RunResult:
+        """Validate and build a result; errors name `source` (a file path) when given."""
+        where = f"result file {str(source)!r}" if source is not None else "result record"
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        missing = [k for k in REQUIRED_KEYS if k not in data]
+        if missing:
+            raise ValueError(f"{where}: missing required key(s) {missing}")
+        if data["schema"] != SCHEMA_VERSION:
+            raise ValueError(f"{where}: schema {data['schema']!r} is not supported (expected {SCHEMA_VERSION})")
+        final = data["final"]
+        if not isinstance(final, dict):
+            raise ValueError(f"{where}: 'final' must be an object, got {type(final).__name__}")
+        missing = [k for k in FINAL_KEYS if k not in final]
+        if missing:
+            raise ValueError(f"{where}: missing required key(s) {missing} in 'final'")
+        if not isinstance(final["returns"], list) or not final["returns"]:
+            raise ValueError(f"{where}: 'final.returns' must be a non-empty list of episode returns")
+        if not isinstance(data["curve"], list) or any(
+            not isinstance(p, list | tuple) or len(p) != 2 for p in data["curve"]
+        ):
+            raise ValueError(f"{where}: 'curve' must be a list of [real_steps, mean_return] pairs")
+        known = {f.name for f in fields(cls)} - {"source"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}")
+        values = {k: data.get(k) for k in known}
+        values["final"] = FinalEval(**{k: final[k] for k in FINAL_KEYS})
+        values["curve"] = [[p[0], p[1]] for p in data["curve"]]
+        return cls(**values, source=Path(source) if source is not None else None)
+
+    @classmethod
+    def from_json(cls, text: str, source: str | os.PathLike | None = None) -> RunResult:
+        """Parse and validate a JSON record; errors name `source` when given."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            where = f"result file {str(source)!r}" if source is not None else "result record"
+            raise ValueError(f"{where}: invalid JSON ({err})") from err
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RunResult:
+        """Read one result file."""
+        path = Path(path)
+        return cls.from_json(path.read_text(encoding="utf-8"), source=path)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the JSON record atomically (temporary name, then rename); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def filename(self) -> str:
+        """A file name unique per (suite, task, method, budget, preset, seed)."""
+        task = "".join(c if c.isalnum() or c in "-." else "_" for c in self.task)
+        return (
+            f"{self.suite}__{task}__{self.method}__{self.real_step_budget}__"
+            f"{self.model_preset}__seed{self.seed}.json"
+        )
+
+
+def load_results(folder: str | os.PathLike) -> list[RunResult]:
+    """Load every ``*.json`` under `folder` (recursively, sorted by path) as a `RunResult`.
+
+    Raises `FileNotFoundError` when the folder does not exist and `ValueError` naming the
+    file when one is not a valid result.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"results folder {str(folder)!r} does not exist")
+    return [RunResult.load(p) for p in sorted(folder.rglob("*.json")) if p.is_file()]

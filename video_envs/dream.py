@@ -1,0 +1,137 @@
+"""Real | imagined side-by-side rollouts (`vwm dream`).
+
+From one real start (the real env reset with the seed, the model burned in on that first
+frame), the same seeded random actions are played in the real env and, open loop, in the
+model. The rollout stops when the real episode ends (terminated or truncated) or after
+`steps` steps, whichever comes first; imagined terminations are ignored so the video shows
+what the model predicts until the real episode ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+
+from video_envs.imagination_core import check_real_spaces
+from video_envs.registration import make_real_env
+from world_models.base import WorldModel
+from world_models.checkpoint import Checkpoint, load_checkpoint
+
+
+@dataclass
+class DreamConfig:
+    """Options of `vwm dream`."""
+
+    checkpoint: str
+    """Checkpoint folder (or a run folder holding ``checkpoint/``)."""
+    task: str | None = None
+    """Real task id; default: the task the checkpoint was trained on."""
+    steps: int = 200
+    """Maximum number of steps (the video stops earlier if the real episode ends)."""
+    out: str = "dream.mp4"
+    """Output video (.mp4 or .gif)."""
+    seed: int = 0
+    """Seed of the real reset, the random actions and the model's sampling."""
+    policy: Literal["random"] = "random"
+    """Action source: uniformly random actions from the real action space."""
+    fps: int = 15
+    """Frames per second of the video."""
+    scale: int = 4
+    """Integer upscaling of the frames in the video."""
+    device: str = "cpu"
+    """Torch device of the model."""
+
+
+class DreamRollout(NamedTuple):
+    """Aligned real and imagined streams; index 0 is the start frame (reward 0)."""
+
+    real: np.ndarray
+    """uint8 (T, H, W, 3) real frames."""
+    imagined: np.ndarray
+    """uint8 (T, H, W, 3) imagined frames (index 0: the model's reconstruction of the start)."""
+    real_rewards: np.ndarray
+    """float32 (T,) reward on arriving at each real frame (0 for the start)."""
+    imagined_rewards: np.ndarray
+    """float32 (T,) predicted reward on arriving at each imagined frame (0 for the start)."""
+
+
+def _load(source: str | Path | Checkpoint | WorldModel, task: str | None, device: str) -> tuple[WorldModel, str]:
+    if isinstance(source, (str, Path)):
+        source = load_checkpoint(source, device=device, expect_task=task)
+    if isinstance(source, Checkpoint):
+        if task is not None and source.task is not None and task != source.task:
+            raise ValueError(f"checkpoint {source.path} was trained on {source.task!r}, not on {task!r}")
+        resolved = task or source.task
+        if resolved is None:
+            raise ValueError("the checkpoint records no task: pass task=")
+        return source.model, resolved
+    if task is None:
+        raise ValueError("a model passed directly needs task=")
+    return source, task
+
+
+def _rgb(frames: np.ndarray) -> np.ndarray:
+    return np.repeat(frames, 3, axis=-1) if frames.shape[-1] == 1 else frames
+
+
+@torch.inference_mode()
+def dream_rollout(
+    checkpoint_or_loaded: str | Path | Checkpoint | WorldModel,
+    task: str | None = None,
+    steps: int = 200,
+    seed: int = 0,
+    device: str = "cpu",
+) -> DreamRollout:
+    """Play the same seeded random actions in the real env and open loop in the model."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    model, task_id = _load(checkpoint_or_loaded, task, device)
+    spec = model.spec
+    model_device = next(model.parameters()).device
+    env = make_real_env(task_id)
+    check_real_spaces(spec, env.observation_space, env.action_space)
+    env.action_space.seed(seed)
+    generator = torch.Generator(device=model_device).manual_seed(seed)
+    frame, _ = env.reset(seed=seed)
+    zeros = torch.zeros((1, 1) + spec.action_shape(), dtype=spec.action_dtype(), device=model_device)
+    state = model.init_state(torch.as_tensor(frame, device=model_device)[None, None], zeros)
+    real, imagined = [np.asarray(frame)], [model.decode(state)[0].cpu().numpy()]
+    real_rewards, imagined_rewards = [0.0], [0.0]
+    for _ in range(steps):
+        action = env.action_space.sample()
+        frame, reward, terminated, truncated, _ = env.step(action)
+        act = torch.as_tensor(np.asarray(action), device=model_device).to(spec.action_dtype())[None]
+        transition = model.step(state, act, generator)
+        state = transition.state
+        real.append(np.asarray(frame))
+        imagined.append(model.decode(state)[0].cpu().numpy())
+        real_rewards.append(float(reward))
+        imagined_rewards.append(float(transition.reward[0]))
+        if terminated or truncated:
+            break
+    env.close()
+    return DreamRollout(
+        _rgb(np.stack(real)),
+        _rgb(np.stack(imagined)),
+        np.asarray(real_rewards, dtype=np.float32),
+        np.asarray(imagined_rewards, dtype=np.float32),
+    )
+
+
+def dream_from_config(cfg: DreamConfig) -> Path:
+    """Write the real | imagined video of `cfg` and return its path."""
+    from video_envs.video import side_by_side, write_video
+
+    if cfg.policy != "random":
+        raise ValueError(f"unknown policy {cfg.policy!r}; available: 'random'")
+    rollout = dream_rollout(cfg.checkpoint, cfg.task, cfg.steps, cfg.seed, cfg.device)
+    path = write_video(cfg.out, side_by_side(rollout.real, rollout.imagined), fps=cfg.fps, scale=cfg.scale)
+    print(
+        f"wrote {path}: {len(rollout.real)} frames (real | imagined), return real "
+        f"{rollout.real_rewards.sum():.2f}, imagined {rollout.imagined_rewards.sum():.2f}"
+    )
+    return path

@@ -32,15 +32,20 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
 
 def plot_bands(
     series: Mapping[str, Band], path: str | os.PathLike, title: str, xlabel: str, ylabel: str,
-    markers: bool = False,
+    markers: bool = False, vline: float | None = None,
 ) -> Path:
-    """One line per entry of `series` (mean) with a shaded low-high band; writes a PNG."""
+    """One line per entry of `series` (mean) with a shaded low-high band; writes a PNG.
+
+    `vline`, when given, is drawn as a dashed grey vertical line at that x.
+    """
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.subplots()
     for label, (x, mean, low, high) in series.items():
         (line,) = ax.plot(x, mean, label=label, marker="o" if markers else None)
         if np.any(low != high):
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    if vline is not None:
+        ax.axvline(vline, color="grey", linestyle="--", linewidth=1)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -50,9 +55,14 @@ def plot_bands(
     return _save(fig, path)
 
 
-def plot_learning_curves(series: Mapping[str, Band], path: str | os.PathLike, title: str) -> Path:
-    """Mean real-env return against real steps, one line per method, min-max over seeds shaded."""
-    return plot_bands(series, path, title, xlabel="real env steps", ylabel="mean return")
+def plot_learning_curves(
+    series: Mapping[str, Band], path: str | os.PathLike, title: str, budget: float | None = None,
+) -> Path:
+    """Mean real-env return against real steps, one line per method, min-max over seeds shaded.
+
+    `budget` (the nominal real-step budget) is marked with a dashed vertical line.
+    """
+    return plot_bands(series, path, title, xlabel="real env steps", ylabel="mean return", vline=budget)
 
 
 def plot_psnr(series: Mapping[str, Band], path: str | os.PathLike, title: str) -> Path:

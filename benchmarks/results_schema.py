@@ -104,7 +104,9 @@ class RunResult:
         if missing:
             raise ValueError(f"{where}: missing required key(s) {missing}")
         if data["schema"] != SCHEMA_VERSION:
-            raise ValueError(f"{where}: schema {data['schema']!r} is not supported (expected {SCHEMA_VERSION})")
+            raise ValueError(
+                f"{where}: schema {data['schema']!r} is not supported (expected {SCHEMA_VERSION})"
+            )
         final = data["final"]
         if not isinstance(final, dict):
             raise ValueError(f"{where}: 'final' must be an object, got {type(final).__name__}")

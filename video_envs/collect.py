@@ -428,24 +428,20 @@ def _record(
         buffered += active
         bar.update(active)
         obs = next_obs
-        if recorded < cfg.steps and done.any():
-            new_seeds = [cfg.seed + started + k for k in range(int(done.sum()))]
+        ended = np.flatnonzero(done)
+        finished += [live[i] for i in ended]
+        if len(ended) and recorded < cfg.steps:  # reset now: no NEXT_STEP autoreset step
             reset_seeds: list[int | None] = [None] * n
-            for k, i in enumerate(np.flatnonzero(done)):
-                finished.append(live[i])
-                reset_seeds[i] = new_seeds[k]
-            started += len(new_seeds)
+            for i in ended:
+                reset_seeds[i] = cfg.seed + started
+                started += 1
             obs, _ = envs.reset(seed=reset_seeds, options={"reset_mask": done})
-            for i in np.flatnonzero(done):
+            for i in ended:
                 live[i] = _Episode(int(reset_seeds[i]), [obs[i].copy()], [], [], [], [])
-        elif done.any():
-            finished.extend(live[i] for i in np.flatnonzero(done))
-            for i in np.flatnonzero(done):
-                live[i] = _Episode(-1, [], [], [], [], [])  # stepless: never stored
         if buffered >= FLUSH_STEPS or recorded >= cfg.steps:
-            if recorded >= cfg.steps:  # store unfinished episodes, marked truncated
-                for ep in live:
-                    if ep.rewards:
+            if recorded >= cfg.steps:  # store the unfinished episodes, marked truncated
+                for i, ep in enumerate(live):
+                    if ep.rewards and not done[i]:
                         ep.truncations[-1] = True
                         finished.append(ep)
             videos += [np.stack(e.obs) for e in finished[: max(0, cfg.num_videos - len(videos))]]

@@ -59,7 +59,9 @@ class DreamRollout(NamedTuple):
     """float32 (T,) predicted reward on arriving at each imagined frame (0 for the start)."""
 
 
-def _load(source: str | Path | Checkpoint | WorldModel, task: str | None, device: str) -> tuple[WorldModel, str]:
+def _load(
+    source: str | Path | Checkpoint | WorldModel, task: str | None, device: str
+) -> tuple[WorldModel, str]:
     if isinstance(source, (str, Path)):
         source = load_checkpoint(source, device=device, expect_task=task)
     if isinstance(source, Checkpoint):

@@ -62,7 +62,9 @@ def as_context_bank(contexts: ContextBank | tuple[Any, Any]) -> ContextBank:
     if isinstance(contexts, ContextBank):
         return contexts
     frames, actions = contexts
-    return ContextBank(frames=torch.as_tensor(np.asarray(frames)), actions=torch.as_tensor(np.asarray(actions)))
+    return ContextBank(
+        frames=torch.as_tensor(np.asarray(frames)), actions=torch.as_tensor(np.asarray(actions))
+    )
 
 
 def load_source(
@@ -139,15 +141,16 @@ def check_real_spaces(spec: ModelSpec, observation_space: spaces.Space, action_s
         or observation_space.dtype != np.uint8
     ):
         raise CheckpointError(
-            f"the real env observes {observation_space}, the model expects uint8 frames "
-            f"{spec.frame_shape}"
+            f"the real env observes {observation_space}, the model expects uint8 frames {spec.frame_shape}"
         )
     expected_act = action_space_from_spec(spec)
     same = (
-        isinstance(action_space, spaces.Discrete) and isinstance(expected_act, spaces.Discrete)
+        isinstance(action_space, spaces.Discrete)
+        and isinstance(expected_act, spaces.Discrete)
         and int(action_space.n) == int(expected_act.n)
     ) or (
-        isinstance(action_space, spaces.Box) and isinstance(expected_act, spaces.Box)
+        isinstance(action_space, spaces.Box)
+        and isinstance(expected_act, spaces.Box)
         and action_space.shape == expected_act.shape
     )
     if not same:
@@ -166,9 +169,7 @@ def validate_actions(actions: Any, space: spaces.Space, batch: int | None) -> np
     lead = () if batch is None else (batch,)
     if isinstance(space, spaces.Discrete):
         if arr.dtype.kind not in "iu":
-            raise ValueError(
-                f"{where} must be integers in {space}, got dtype {arr.dtype} ({actions!r:.80})"
-            )
+            raise ValueError(f"{where} must be integers in {space}, got dtype {arr.dtype} ({actions!r:.80})")
         if arr.shape != lead:
             raise ValueError(f"{where} must have shape {lead} in {space}, got shape {arr.shape}")
         low, high = int(space.start), int(space.start + space.n)
@@ -202,7 +203,12 @@ def validate_context(context: Any, spec: ModelSpec, rows: int | None) -> tuple[T
     if frames.ndim == 4 and frames.shape[1:] == tuple(spec.frame_shape):
         frames = frames[None]
         broadcast = True
-    elif rows is not None and frames.ndim == 5 and frames.shape[0] == rows and frames.shape[2:] == tuple(spec.frame_shape):
+    elif (
+        rows is not None
+        and frames.ndim == 5
+        and frames.shape[0] == rows
+        and frames.shape[2:] == tuple(spec.frame_shape)
+    ):
         broadcast = False
     else:
         expected = "(T, H, W, C)" + ("" if rows is None else f" or ({rows}, T, H, W, C)")
@@ -245,7 +251,9 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
 def context_indices(keys: np.ndarray, counts: np.ndarray, bank_size: int) -> np.ndarray:
     """Context index of episode `counts` (B,) of rows with `keys` (B,): a hash, mod bank size."""
     with np.errstate(over="ignore"):
-        mixed = splitmix64(keys.astype(np.uint64)) ^ (counts.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03))
+        mixed = splitmix64(keys.astype(np.uint64)) ^ (
+            counts.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)
+        )
     return (splitmix64(mixed) % np.uint64(bank_size)).astype(np.int64)
 
 
@@ -326,7 +334,9 @@ class ImaginationCore:
 
     # ---------------------------------------------------------------- reset / observe
     @torch.inference_mode()
-    def reset_rows(self, mask: np.ndarray | None = None, context: tuple[Tensor, Tensor] | None = None) -> None:
+    def reset_rows(
+        self, mask: np.ndarray | None = None, context: tuple[Tensor, Tensor] | None = None
+    ) -> None:
         """Burn in rows `mask` (B,) bool (all if None) on new start contexts, in one batch.
 
         Without `context`, each row draws its next context from the bank (see seeding);

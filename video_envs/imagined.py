@@ -72,7 +72,9 @@ class WorldModelEnv(gym.Env[np.ndarray, Any]):
         contexts: ContextBank | tuple[Any, Any] | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
         self.core, self.task = build_core(
             1, checkpoint, model, contexts, task, obs_mode, device, max_episode_steps, terminate_threshold
         )
@@ -151,10 +153,20 @@ class WorldModelVectorEnv(VectorEnv):
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
         self.core: ImaginationCore
         self.core, self.task = build_core(
-            num_envs, checkpoint, model, contexts, task, obs_mode, device, max_episode_steps, terminate_threshold
+            num_envs,
+            checkpoint,
+            model,
+            contexts,
+            task,
+            obs_mode,
+            device,
+            max_episode_steps,
+            terminate_threshold,
         )
         self.num_envs = num_envs
         self.obs_mode = obs_mode
@@ -187,7 +199,9 @@ class WorldModelVectorEnv(VectorEnv):
         if options.get("reset_mask") is not None:
             mask = np.asarray(options["reset_mask"])
             if mask.shape != (n,) or mask.dtype != np.bool_:
-                raise ValueError(f'options["reset_mask"] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}')
+                raise ValueError(
+                    f'options["reset_mask"] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}'
+                )
         row_seeds = seeds_for_rows(seed, n)
         first = next((s for s in row_seeds if s is not None), None)
         super().reset(seed=first)

@@ -144,7 +144,9 @@ class LatentObservationVecEnv(VecEnvWrapper):
     def _restart(self, frames: np.ndarray, dones: np.ndarray) -> np.ndarray:
         spec, device = self.model.spec, self.filter.device
         start = torch.as_tensor(frames[dones], device=device)[:, None]  # (n, 1, H, W, C)
-        zeros = torch.zeros((start.shape[0], 1) + spec.action_shape(), dtype=spec.action_dtype(), device=device)
+        zeros = torch.zeros(
+            (start.shape[0], 1) + spec.action_shape(), dtype=spec.action_dtype(), device=device
+        )
         fresh = self.model.init_state(start, zeros)
         mask = torch.as_tensor(dones, dtype=torch.bool, device=device)
         assert self.filter.state is not None

@@ -47,9 +47,16 @@ class WorldModelSB3VecEnv(VecEnv):
         contexts: ContextBank | tuple[Any, Any] | None = None,
     ) -> None:
         self.venv = WorldModelVectorEnv(
-            num_envs=num_envs, checkpoint=checkpoint, obs_mode=obs_mode, device=device,
-            max_episode_steps=max_episode_steps, terminate_threshold=terminate_threshold,
-            render_mode=render_mode, task=task, model=model, contexts=contexts,
+            num_envs=num_envs,
+            checkpoint=checkpoint,
+            obs_mode=obs_mode,
+            device=device,
+            max_episode_steps=max_episode_steps,
+            terminate_threshold=terminate_threshold,
+            render_mode=render_mode,
+            task=task,
+            model=model,
+            contexts=contexts,
             autoreset_mode=AutoresetMode.DISABLED,
         )
         self.core = self.venv.core

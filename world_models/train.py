@@ -129,7 +129,7 @@ class WorldModelTrainer:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
         self.step += 1
-        metrics = dict(metrics, loss=float(loss), grad_norm=float(norm))
+        metrics = dict(metrics, loss=float(loss.detach()), grad_norm=float(norm))
         return metrics
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -224,8 +224,8 @@ class DreamerAgent(nn.Module):
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
                 slow.lerp_(fast, 1.0 - cfg.slow_critic_decay)
         return {
-            "actor_loss": float(actor_loss),
-            "critic_loss": float(critic_loss),
+            "actor_loss": float(actor_loss.detach()),
+            "critic_loss": float(critic_loss.detach()),
             "imagined_return": float(returns[0].mean()),
             "imagined_reward": float(rollout.rewards.mean()),
             "entropy": float(entropy.mean()),
@@ -319,7 +319,7 @@ class DreamerPolicy:
         n = frames.shape[0]
         if episode_start is None:
             episode_start = np.full(n, self.filter.state is None or self._last is None)
-        prev = self._last if self._last is not None else torch.zeros(n)
+        prev = self._last if self._last is not None and len(self._last) == n else torch.zeros(n)
         self.filter.update(frames, prev, np.asarray(episode_start, dtype=bool).reshape(n))
         feats = self.filter.features()
         actor = self.agent.actor

@@ -88,7 +88,7 @@ class LatentPolicy:
         frames = observation[None] if single else observation
         n = frames.shape[0]
         start = np.ones(n, bool) if episode_start is None or self._last is None else episode_start
-        prev = self._last if self._last is not None else np.zeros(n)
+        prev = self._last if self._last is not None and len(self._last) == n else np.zeros(n)
         self.filter.update(frames, prev, np.asarray(start, bool))
         features = self.filter.features().cpu().numpy()
         action, _ = self.model.predict(features, deterministic=deterministic)

@@ -200,7 +200,8 @@ class WorldModelVectorEnv(VectorEnv):
             mask = np.asarray(options["reset_mask"])
             if mask.shape != (n,) or mask.dtype != np.bool_:
                 raise ValueError(
-                    f'options["reset_mask"] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}'
+                    f'options["reset_mask"] must be a bool array of shape ({n},), '
+                    f"got {mask.dtype} {mask.shape}"
                 )
         row_seeds = seeds_for_rows(seed, n)
         first = next((s for s in row_seeds if s is not None), None)

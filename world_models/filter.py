@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from world_models.base import State, WorldModel, reset_rows
+from world_models.base import State, WorldModel, reset_rows, state_batch_size
 
 
 class ModelFilter:
@@ -39,12 +39,13 @@ class ModelFilter:
         """Fold the newest real frames (B, H, W, C) uint8 into the state.
 
         Rows where `episode_start` is true are burned in afresh on their frame; the others
-        observe their frame reached by `prev_actions` (B,) or (B, A).
+        observe their frame reached by `prev_actions` (B,) or (B, A). A change in the
+        number of rows starts every row afresh.
         """
         frames = self._to_tensor(frames)
         start = torch.as_tensor(np.asarray(episode_start), dtype=torch.bool, device=self.device)
         batch = frames.shape[0]
-        if self.state is None or start.all():
+        if self.state is None or start.all() or state_batch_size(self.state) != batch:
             self.state = self.model.init_state(frames[:, None], self._zero_actions(batch, 1))
             return self.state
         spec = self.model.spec

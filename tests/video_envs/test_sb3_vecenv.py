@@ -143,7 +143,7 @@ def test_latent_vecenv_on_real_envs():
     venv = LatentObservationVecEnv(real, model=model)
     obs = venv.reset()
     assert obs.shape == (2, 2) and obs.dtype == np.float32
-    for t in range(3):
+    for _ in range(3):
         obs, rewards, dones, infos = venv.step(np.array([1, 0]))
     assert dones.all()
     assert infos[0]["terminal_observation"].shape == (2,)

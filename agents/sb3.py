@@ -139,8 +139,9 @@ def train_sb3_in_imagination(
     pixels = cfg.obs_mode == "pixels"
     env = WorldModelSB3VecEnv(
         cfg.num_envs, model=loaded.model, contexts=loaded.contexts, task=task,
-        obs_mode=cfg.obs_mode, device=cfg.device, seed=cfg.seed,
+        obs_mode=cfg.obs_mode, device=cfg.device,
     )
+    env.seed(cfg.seed)
     if pixels and cfg.frame_stack > 1:
         env = VecFrameStack(env, cfg.frame_stack)
     agent = _build(cfg.algo, env, pixels, cfg)

@@ -7,6 +7,8 @@ import os
 import pytest
 import torch
 
+import video_envs  # noqa: F401  (registers the vwm/ ids)
+
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 torch.set_num_threads(1)
 

@@ -37,7 +37,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from world_models.base import ModelSpec, State, WorldModel, reset_rows
+from world_models.base import ModelSpec, State, WorldModel, repeat_rows, reset_rows
 from world_models.checkpoint import CheckpointError, ContextBank, load_checkpoint
 
 ObsMode = Literal["pixels", "latent"]
@@ -279,7 +279,11 @@ class CoreStep(NamedTuple):
 
 
 class ImaginationCore:
-    """B rows of imagined episodes stepped together (see the module docstring for seeding)."""
+    """B rows of imagined episodes stepped together (see the module docstring for seeding).
+
+    Resets from the bank reuse burned-in start states (`cache_contexts`), so an autoreset
+    costs a gather instead of running the encoder over a whole context.
+    """
 
     def __init__(
         self,
@@ -290,6 +294,7 @@ class ImaginationCore:
         device: str | torch.device = "cpu",
         max_episode_steps: int = DEFAULT_MAX_EPISODE_STEPS,
         terminate_threshold: float = 0.5,
+        cache_contexts: bool = True,
     ) -> None:
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
@@ -312,6 +317,10 @@ class ImaginationCore:
         self.elapsed = np.zeros(num_rows, dtype=np.int64)  # (B,) steps in the current episode
         self.last_context = np.full(num_rows, -1, dtype=np.int64)  # (B,) bank index, -1 if explicit
         self.state: State | None = None
+        self.cache_contexts = cache_contexts
+        self._cache: State | None = None  # (N, ...) burned-in states of the bank contexts
+        self._cached = np.zeros(len(contexts), dtype=bool)  # (N,) which rows of the cache are valid
+        self._cache_version = -1
         self.action_space = action_space_from_spec(self.spec)
         if obs_mode == "pixels":
             self.observation_space: spaces.Box = pixel_space(self.spec)
@@ -349,25 +358,60 @@ class ImaginationCore:
         if context is None:
             idx = context_indices(self.keys[mask], self.counts[mask], len(self.contexts))  # (n,)
             self.last_context[mask] = idx
-            idx_t = torch.from_numpy(idx)
-            frames, actions = self.contexts.frames[idx_t], self.contexts.actions[idx_t]
+            fresh = self._bank_states(idx)
         else:
             frames, actions = context
-            if frames.shape[0] == 1 and n > 1:
-                frames = frames.expand(n, *frames.shape[1:])
-                actions = actions.expand(n, *actions.shape[1:])
-            elif frames.shape[0] != n:
+            if frames.shape[0] not in (1, n):
                 raise ValueError(f"context has {frames.shape[0]} rows, {n} rows are being reset")
+            fresh = self._burn_in(frames, actions)
+            if frames.shape[0] == 1 and n > 1:
+                fresh = repeat_rows(fresh, n)
             self.last_context[mask] = -1
         self.counts[mask] += 1
         self.elapsed[mask] = 0
-        fresh = self.model.init_state(
-            frames.to(self.device), actions.to(device=self.device, dtype=self.spec.action_dtype())
-        )
         if self.state is None or n == self.num_rows:
             self.state = fresh
         else:
             self.state = reset_rows(self.state, torch.from_numpy(mask).to(self.device), fresh)
+
+    def _burn_in(self, frames: Tensor, actions: Tensor) -> State:
+        act = actions.to(device=self.device, dtype=self.spec.action_dtype())
+        return self.model.init_state(frames.to(self.device), act)
+
+    def _params_version(self) -> int:
+        return sum(p._version for p in self.model.parameters())
+
+    def _bank_states(self, idx: np.ndarray) -> State:
+        """Burned-in start states of bank contexts `idx` (n,), each computed once.
+
+        `init_state` is deterministic (it takes no generator), so the state of a bank
+        context is cached; the cache is dropped whenever the model's parameters change
+        in place (an optimiser step), e.g. while a model is trained online.
+        """
+        if not self.cache_contexts:
+            index = torch.from_numpy(idx)
+            return self._burn_in(self.contexts.frames[index], self.contexts.actions[index])
+        version = self._params_version()
+        if self._cache is None or version != self._cache_version:
+            self._cache, self._cache_version = None, version
+            self._cached = np.zeros(len(self.contexts), dtype=bool)
+        missing = np.unique(idx[~self._cached[idx]])
+        if missing.size:
+            index = torch.from_numpy(missing)
+            fresh = self._burn_in(self.contexts.frames[index], self.contexts.actions[index])
+            if self._cache is None:
+                n_bank = len(self.contexts)
+                self._cache = {
+                    k: torch.zeros((n_bank, *v.shape[1:]), dtype=v.dtype, device=v.device)
+                    for k, v in fresh.items()
+                }
+            rows = index.to(self.device)
+            for key, value in fresh.items():
+                self._cache[key][rows] = value
+            self._cached[missing] = True
+        assert self._cache is not None
+        rows = torch.from_numpy(idx).to(self.device)
+        return {k: v[rows] for k, v in self._cache.items()}
 
     @torch.inference_mode()
     def observation(self, mask: np.ndarray | None = None) -> np.ndarray:

@@ -341,3 +341,19 @@ def test_latent_wrapper_tiny_checkpoint(tiny_ckpt):
     assert env.observation_space.contains(obs)
     with pytest.raises(CheckpointError):
         LatentObservationWrapper(gym.make("vwm/AcrobotPixels-v0"), checkpoint=tiny_ckpt)
+
+
+def test_start_state_cache_matches_burn_in_and_follows_training():
+    cached, uncached = make_vec(16), make_vec(16)
+    uncached.core.cache_contexts = False
+    obs_a, _ = cached.reset(seed=4)
+    obs_b, _ = uncached.reset(seed=4)
+    np.testing.assert_array_equal(obs_a, obs_b)
+    for _ in range(3):
+        actions = np.full(16, 2)
+        np.testing.assert_array_equal(cached.step(actions)[0], uncached.step(actions)[0])
+    version = cached.core._cache_version
+    with torch.no_grad():
+        cached.model.dummy.add_(1.0)  # an in-place parameter update, as an optimiser step
+    cached.reset()
+    assert cached.core._cache_version != version

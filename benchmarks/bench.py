@@ -1,0 +1,40 @@
+"""`vwm bench SUITE`: run a suite (skipping finished runs) and build its report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.report import build_report
+from benchmarks.runner import run_suite
+from benchmarks.suites import get_suite
+
+
+@dataclass
+class BenchConfig:
+    """Options of `vwm bench`."""
+
+    suite: str = field(default="default", metadata={"positional": True})
+    """Suite to run: one of smoke, quick, default, full."""
+    results: str | None = None
+    """Folder of result JSONs and videos (default: benchmarks/results/SUITE)."""
+    work: str | None = None
+    """Folder for models, agents and datasets (default: runs/bench/SUITE)."""
+    report: bool = False
+    """Only (re)build the report from the existing result JSONs."""
+    baseline: str = "ppo_real"
+    """Method the ratio column compares against (at the same real-step budget)."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+def bench_from_config(cfg: BenchConfig) -> Path:
+    """`vwm bench` entry point: returns the report path."""
+    suite = get_suite(cfg.suite)
+    results = Path(cfg.results or f"benchmarks/results/{suite.name}")
+    work = Path(cfg.work or f"runs/bench/{suite.name}")
+    if not cfg.report:
+        run_suite(suite, results, work, cfg.progress)
+    report = build_report(results, results / "report", baseline=cfg.baseline)
+    print(f"report: {report}")
+    return report

@@ -1,0 +1,356 @@
+"""Execute benchmark runs: one (task, method, seed, budget, preset) -> one result JSON.
+
+Model-based offline methods share one world model per (task, seed, budget, preset),
+learned from `budget` random real steps, so they spend the same real experience. Finished
+runs are skipped, the shared model and the online loop resume, so a killed suite picks up
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.evaluate import EvalResult, RandomPolicy, evaluate_policy, load_policy
+from benchmarks.results_schema import SCHEMA_VERSION, FinalEval, RunResult, config_hash
+from benchmarks.suites import Suite, SuiteSettings
+from world_models.checkpoint import package_versions, read_config
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of a suite."""
+
+    suite: str
+    task: str
+    method: str
+    seed: int
+    budget: int
+    preset: str
+
+    def slug(self) -> str:
+        """A folder-friendly name."""
+        task = self.task.split("/")[-1]
+        return f"{task}__{self.method}__{self.budget}__{self.preset}__seed{self.seed}"
+
+
+def expand(suite: Suite) -> list[RunSpec]:
+    """Every run of a suite, in a stable order."""
+    return [
+        RunSpec(suite.name, task, method, seed, budget, preset)
+        for task in suite.tasks
+        for budget in suite.budgets
+        for preset in suite.presets
+        for seed in suite.seeds
+        for method in suite.methods
+    ]
+
+
+def hardware() -> dict[str, Any]:
+    """What the run ran on."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "gpu": gpu, "platform": platform.platform()}
+
+
+def result_path(results_dir: Path, spec: RunSpec) -> Path:
+    """Where the result JSON of `spec` goes."""
+    task = "".join(c if c.isalnum() or c in "-." else "_" for c in spec.task)
+    return results_dir / (f"{spec.suite}__{task}__{spec.method}__{spec.budget}__"
+                          f"{spec.preset}__seed{spec.seed}.json")
+
+
+@contextlib.contextmanager
+def minari_root(path: Path) -> Iterator[None]:
+    """Point Minari at `path` for the duration (benchmark datasets stay in the work dir)."""
+    saved = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = saved
+
+
+def _is_discrete(task: str) -> bool:
+    import video_envs  # noqa: F401
+
+    return isinstance(gym.make(task).action_space, gym.spaces.Discrete)
+
+
+def method_fits(method: str, task: str) -> bool:
+    """Whether `method` can run on `task` (e.g. DQN needs discrete, SAC continuous actions)."""
+    from agents.sb3 import CONTINUOUS_ONLY, DISCRETE_ONLY
+
+    algo = method.split("_", 1)[0]
+    discrete = _is_discrete(task)
+    return not ((discrete and algo in CONTINUOUS_ONLY) or (not discrete and algo in DISCRETE_ONLY))
+
+
+# ------------------------------------------------------------------ shared world model
+
+
+@dataclass
+class SharedModel:
+    """A world model learned from random real steps, with what it measures about itself."""
+
+    checkpoint: Path
+    real_steps: int
+    wall_time: float
+    fidelity: dict[str, float] | None
+    throughput: dict[str, float] | None
+    videos: dict[str, str] | None
+
+
+def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Path,
+                 progress: bool) -> SharedModel:
+    """Collect `budget` random steps and train the shared model (resuming / reusing)."""
+    from video_envs.collect import CollectConfig, collect
+    from world_models.train import TrainConfig, train_world_model
+
+    folder = work / f"model__{spec.task.split('/')[-1]}__{spec.budget}__{spec.preset}__seed{spec.seed}"
+    info_file = folder / "shared.json"
+    if info_file.exists():
+        info = json.loads(info_file.read_text())
+        return SharedModel(**{**info, "checkpoint": Path(info["checkpoint"])})
+    start = time.perf_counter()
+    name = spec.task.split("/")[-1].lower()
+    dataset = f"vwm/{name}/random-b{spec.budget}-s{spec.seed}-v0"
+    with minari_root(work / "minari"):
+        from minari.storage import get_dataset_path
+
+        if not (Path(get_dataset_path(dataset)) / "data").is_dir():
+            collect(CollectConfig(task=spec.task, dataset=dataset, steps=spec.budget,
+                                  seed=spec.seed, progress=progress))
+        train_cfg = TrainConfig(
+            dataset=dataset, out=str(folder), preset=spec.preset, steps=settings.model_steps,
+            batch_size=settings.model_batch, seq_len=settings.model_seq, seed=spec.seed,
+            eval_every=0, checkpoint_every=max(100, settings.model_steps // 5), resume=True,
+            overrides=settings.model_overrides, progress=progress,
+            holdout_episodes=3,
+        )
+        checkpoint = train_world_model(train_cfg)
+    wall = time.perf_counter() - start
+    config = read_config(checkpoint)
+    throughput = measure_throughput(checkpoint, spec.task, settings.throughput_envs)
+    videos = write_dream_videos(checkpoint, spec, settings, results_dir)
+    shared = SharedModel(checkpoint, spec.budget, wall, config.get("eval"), throughput, videos)
+    info_file.write_text(json.dumps({**asdict(shared), "checkpoint": str(checkpoint)}, indent=2))
+    return shared
+
+
+def measure_throughput(checkpoint: Path, task: str, num_envs: int, seconds: float = 2.0
+                       ) -> dict[str, float]:
+    """Imagined steps/s of the latent vector env against real steps/s of the task (one env)."""
+    import video_envs  # noqa: F401
+    from video_envs.imagined import WorldModelVectorEnv
+
+    envs = WorldModelVectorEnv(num_envs=num_envs, checkpoint=str(checkpoint), obs_mode="latent")
+    envs.reset(seed=0)
+    actions = np.stack([envs.single_action_space.sample() for _ in range(num_envs)])
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        envs.step(actions)
+        steps += num_envs
+    imagined = steps / (time.perf_counter() - start)
+    env = gym.make(task)
+    env.reset(seed=0)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+    real = steps / (time.perf_counter() - start)
+    return {"imagined_steps_per_s": imagined, "real_steps_per_s": real}
+
+
+def write_dream_videos(checkpoint: Path, spec: RunSpec, settings: SuiteSettings,
+                       results_dir: Path) -> dict[str, str]:
+    """Real | imagined side by side from one start and the same actions, mp4 and gif."""
+    from video_envs.dream import dream_rollout
+    from video_envs.video import side_by_side, write_video
+
+    rollout = dream_rollout(str(checkpoint), spec.task, settings.video_steps, seed=spec.seed)
+    frames = side_by_side(rollout.real, rollout.imagined)
+    name = f"videos/{spec.task.split('/')[-1]}__{spec.budget}__{spec.preset}__seed{spec.seed}"
+    write_video(results_dir / f"{name}.mp4", frames, fps=15, scale=3)
+    write_video(results_dir / f"{name}.gif", frames, fps=15, scale=2)
+    return {"mp4": f"{name}.mp4", "gif": f"{name}.gif"}
+
+
+# ------------------------------------------------------------------ methods
+
+
+def imagined_return(policy: Any, checkpoint: Path, episodes: int, seed: int,
+                    obs_mode: str = "latent", frame_stack: int = 1) -> float:
+    """Mean return of `policy` (SB3 predict on imagined observations) inside the model."""
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    from video_envs.sb3 import WorldModelSB3VecEnv
+
+    n = min(episodes, 16)
+    env = WorldModelSB3VecEnv(n, checkpoint=str(checkpoint), obs_mode=obs_mode)
+    if frame_stack > 1:
+        env = VecFrameStack(env, frame_stack)
+    env.seed(seed)
+    obs = env.reset()
+    totals, running = [], np.zeros(n)
+    while len(totals) < episodes:
+        action, _ = policy.predict(obs, deterministic=True)
+        obs, reward, done, _ = env.step(action)
+        running += reward
+        for i in np.flatnonzero(done):
+            totals.append(float(running[i]))
+            running[i] = 0.0
+    env.close()
+    return float(np.mean(totals[:episodes]))
+
+
+class _LatentActor:
+    """A Dreamer actor acting on imagined latent observations (for the dream return)."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+
+    @torch.inference_mode()
+    def predict(self, obs: np.ndarray, deterministic: bool = True):
+        feats = torch.as_tensor(obs, dtype=torch.float32)
+        return self.agent.actor.to_env(self.agent.actor.mode(feats)).numpy(), None
+
+
+def _final(result: EvalResult) -> FinalEval:
+    return FinalEval(result.returns, result.lengths, result.seeds, result.mean, result.iqm)
+
+
+def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Path,
+            progress: bool = True) -> RunResult:
+    """Run one cell of a suite and return its result (not yet saved)."""
+    import video_envs  # noqa: F401
+
+    torch.manual_seed(spec.seed)
+    run_dir = work / spec.slug()
+    eval_seed = 100_000 + 1000 * spec.seed
+    episodes = settings.eval_episodes
+    fields: dict[str, Any] = {"curve": [], "imagined_steps": 0, "real_steps": 0}
+    start = time.perf_counter()
+    method = spec.method
+    if method == "random":
+        policy = RandomPolicy(gym.make(spec.task).action_space, spec.seed)
+    elif "_real" in method:
+        from agents.sb3 import SB3Config, train_sb3_real
+
+        algo = method.split("_", 1)[0]
+        steps = spec.budget * (10 if method.endswith("_10x") else 1)
+        cfg = SB3Config(algo=algo, steps=steps, seed=spec.seed, num_envs=8,
+                        eval_every=max(steps // 5, 1), eval_episodes=min(episodes, 5))
+        out = train_sb3_real(spec.task, cfg, run_dir)
+        policy = load_policy(out["path"], spec.task)
+        fields.update(curve=[list(p) for p in out["history"]], real_steps=out["real_steps"])
+    elif method == "dreamer":
+        from agents.dreamer import DreamerConfig, DreamerPolicy
+        from agents.online import OnlineConfig, run_online
+
+        cfg = OnlineConfig(task=spec.task, out=str(run_dir), real_steps=spec.budget,
+                           preset=spec.preset, seed=spec.seed, progress=progress,
+                           overrides=settings.model_overrides, **settings.online)
+        record = run_online(cfg, DreamerConfig(**settings.dreamer))
+        policy = DreamerPolicy.load(run_dir / "agent")
+        fields.update(curve=record["curve"], real_steps=record["real_steps"],
+                      imagined_steps=record["imagined_steps"],
+                      dream_return=imagined_return(_LatentActor(policy.agent), run_dir / "checkpoint",
+                                                   min(episodes, 10), spec.seed))
+    else:
+        shared = ensure_model(spec, settings, work, results_dir, progress)
+        fields.update(real_steps=shared.real_steps, fidelity=shared.fidelity,
+                      throughput=shared.throughput, videos=shared.videos)
+        policy = _offline_method(spec, settings, shared, run_dir, fields, episodes)
+    result = evaluate_policy(policy, spec.task, episodes, seed=eval_seed, policy_name=method)
+    wall = time.perf_counter() - start
+    curve = fields.pop("curve") or [[fields["real_steps"], result.mean]]
+    if curve[-1][0] < fields["real_steps"]:
+        curve.append([fields["real_steps"], result.mean])
+    config = {"spec": asdict(spec), "settings": asdict(settings)}
+    return RunResult(
+        schema=SCHEMA_VERSION, suite=spec.suite, task=spec.task, method=method, seed=spec.seed,
+        real_step_budget=spec.budget, model_preset=spec.preset, curve=curve,
+        final=_final(result), wall_time=wall, versions=package_versions(), config=config,
+        config_hash=config_hash(config), hardware=hardware(), **fields,
+    )
+
+
+def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel, run_dir: Path,
+                    fields: dict[str, Any], episodes: int) -> Any:
+    """Train/build a policy inside the shared model; fills imagined steps and dream return."""
+    method = spec.method
+    if method in ("random_shooting", "cem", "mppi"):
+        from agents.planning import Planner, parse_planner_spec
+
+        planner = Planner.from_checkpoint(shared.checkpoint,
+                                          parse_planner_spec(f"{method}:{settings.planner}"))
+        fields["imagined_steps"] = planner.imagined_steps_per_action  # per real action
+        return planner
+    if method == "dreamer_offline":
+        from agents.dreamer import DreamerConfig, DreamerPolicy
+        from agents.train_agent import train_dreamer_offline
+
+        agent, loaded, _ = train_dreamer_offline(str(shared.checkpoint), run_dir / "agent",
+                                                 settings.imagined_steps, spec.seed,
+                                                 agent_cfg=DreamerConfig(**settings.dreamer))
+        fields["imagined_steps"] = settings.imagined_steps
+        fields["dream_return"] = imagined_return(_LatentActor(agent), shared.checkpoint,
+                                                 min(episodes, 10), spec.seed)
+        return DreamerPolicy(agent, loaded.model)
+    if "_imagined_" in method:
+        from agents.sb3 import SB3Config, train_sb3_in_imagination
+
+        algo, _, obs_mode = method.split("_", 2)
+        cfg = SB3Config(algo=algo, obs_mode=obs_mode, steps=settings.imagined_steps,
+                        seed=spec.seed, eval_episodes=min(episodes, 5))
+        out = train_sb3_in_imagination(shared.checkpoint, cfg, run_dir, spec.task)
+        fields["imagined_steps"] = out["imagined_steps"]
+        from agents.sb3 import sb3_class
+
+        model = sb3_class(algo).load(out["path"])
+        fields["dream_return"] = imagined_return(
+            model, shared.checkpoint, min(episodes, 10), spec.seed, obs_mode,
+            cfg.frame_stack if obs_mode == "pixels" else 1)
+        return load_policy(out["path"], spec.task)
+    raise ValueError(f"unknown method {method!r}")
+
+
+def run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool = True) -> list[Path]:
+    """Run every unfinished cell of `suite`; returns the result files (finished and new)."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    paths = []
+    specs = expand(suite)
+    for i, spec in enumerate(specs, 1):
+        path = result_path(results_dir, spec)
+        label = f"[{i}/{len(specs)}] {spec.task} {spec.method} seed={spec.seed} budget={spec.budget}"
+        if path.exists():
+            print(f"{label}: done already, skipped")
+            paths.append(path)
+            continue
+        if not method_fits(spec.method, spec.task):
+            print(f"{label}: does not fit this task's action space, skipped")
+            continue
+        print(f"{label}: running")
+        result = execute(spec, suite.settings, work, results_dir, progress)
+        result.save(path)
+        print(f"{label}: real return {result.final.mean:.1f} (IQM {result.final.iqm:.1f})")
+        paths.append(path)
+    return paths

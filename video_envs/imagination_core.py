@@ -379,7 +379,12 @@ class ImaginationCore:
         return self.model.init_state(frames.to(self.device), act)
 
     def _params_version(self) -> int:
-        return sum(p._version for p in self.model.parameters())
+        """Sum of the parameters' in-place version counters (-1 for inference tensors,
+        which cannot be updated outside inference mode)."""
+        try:
+            return sum(p._version for p in self.model.parameters())
+        except RuntimeError:
+            return -1
 
     def _bank_states(self, idx: np.ndarray) -> State:
         """Burned-in start states of bank contexts `idx` (n,), each computed once.

@@ -228,7 +228,7 @@ class DreamerAgent(nn.Module):
             "critic_loss": float(critic_loss.detach()),
             "imagined_return": float(returns[0].mean()),
             "imagined_reward": float(rollout.rewards.mean()),
-            "entropy": float(entropy.mean()),
+            "entropy": float(entropy.detach().mean()),
             "return_scale": float(scale),
             "value": float(values.mean()),
         }

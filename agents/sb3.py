@@ -47,6 +47,8 @@ class SB3Config:
     """Torch device of the agent."""
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the SB3 algorithm constructor."""
+    progress: bool = True
+    """Show SB3's progress bar while learning."""
 
 
 def sb3_class(algo: str):
@@ -153,7 +155,7 @@ def train_sb3_in_imagination(
 
     evaluator = RealEvalCallback(as_policy, task, cfg.eval_every, cfg.eval_episodes, cfg.seed)
     start = time.perf_counter()
-    agent.learn(total_timesteps=cfg.steps, callback=evaluator.callback, progress_bar=True)
+    agent.learn(total_timesteps=cfg.steps, callback=evaluator.callback, progress_bar=cfg.progress)
     wall = time.perf_counter() - start
     final = evaluator.evaluate(agent, agent.num_timesteps)
     out = Path(out)
@@ -199,7 +201,7 @@ def train_sb3_real(
 
     evaluator = RealEvalCallback(as_policy, task, cfg.eval_every, cfg.eval_episodes, cfg.seed)
     start = time.perf_counter()
-    agent.learn(total_timesteps=cfg.steps, callback=evaluator.callback, progress_bar=True)
+    agent.learn(total_timesteps=cfg.steps, callback=evaluator.callback, progress_bar=cfg.progress)
     wall = time.perf_counter() - start
     final = evaluator.evaluate(agent, agent.num_timesteps)
     result: dict[str, Any] = {"real_return": final, "history": evaluator.history,

@@ -42,6 +42,14 @@ class TrainAgentConfig:
     """Output folder for the agent."""
     eval_episodes: int = 10
     """Real episodes for the final evaluation."""
+    num_envs: int = 16
+    """SB3 only: parallel imagined envs."""
+    dreamer_batch: int = 256
+    """Dreamer only: imagined trajectories per update."""
+    horizon: int = 15
+    """Dreamer only: imagination horizon of each update."""
+    progress: bool = True
+    """Show progress bars."""
     seed: int = 0
     """Seed."""
     device: str = "cpu"
@@ -81,24 +89,28 @@ def train_agent_from_config(cfg: TrainAgentConfig) -> dict[str, Any]:
             raise ValueError("--online needs --task (the real task to learn)")
         online = OnlineConfig(task=cfg.task, out=cfg.out, real_steps=cfg.real_steps,
                               preset=cfg.preset, seed=cfg.seed, device=cfg.device,
-                              eval_episodes=cfg.eval_episodes)
-        progress = run_online(online)
-        curve = progress["curve"]
-        print(f"real return {curve[-1][1]:.1f} after {progress['real_steps']} real steps; "
+                              eval_episodes=cfg.eval_episodes, progress=cfg.progress)
+        record = run_online(online)
+        curve = record["curve"]
+        print(f"real return {curve[-1][1]:.1f} after {record['real_steps']} real steps; "
               f"agent: {Path(cfg.out) / 'agent'}")
-        return progress
+        return record
     if cfg.checkpoint is None:
         raise ValueError("--checkpoint is required (or use --online with --task)")
     if cfg.algo == "dreamer":
+        agent_cfg = DreamerConfig(batch_size=cfg.dreamer_batch, horizon=cfg.horizon)
         agent, loaded, _ = train_dreamer_offline(cfg.checkpoint, cfg.out, cfg.steps, cfg.seed,
-                                                 cfg.device)
+                                                 cfg.device, agent_cfg, cfg.progress)
         task = cfg.task or loaded.task
+        if task is None:
+            raise ValueError("the checkpoint names no task; pass --task")
         result = evaluate_policy(DreamerPolicy(agent, loaded.model), task, cfg.eval_episodes,
                                  seed=10_000 + cfg.seed)
         summary = {"path": cfg.out, "real_return": result.mean, "returns": result.returns}
     else:
         sb3_cfg = SB3Config(algo=cfg.algo, obs_mode=cfg.obs_mode, steps=cfg.steps,
-                            eval_episodes=cfg.eval_episodes, seed=cfg.seed, device=cfg.device)
+                            num_envs=cfg.num_envs, eval_episodes=cfg.eval_episodes,
+                            seed=cfg.seed, device=cfg.device, progress=cfg.progress)
         summary = train_sb3_in_imagination(cfg.checkpoint, sb3_cfg, cfg.out, cfg.task)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, np.ndarray)},
                      indent=2, default=str))

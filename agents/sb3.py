@@ -123,6 +123,12 @@ class RealEvalCallback:
         self.history.append((steps, result.mean))
         return result.mean
 
+    def final(self, model: Any, steps: int) -> float:
+        """The return at the end of training (reusing an evaluation made at this very step)."""
+        if self.history and self.history[-1][0] == steps:
+            return self.history[-1][1]
+        return self.evaluate(model, steps)
+
 
 def train_sb3_in_imagination(
     checkpoint: str | Path, cfg: SB3Config, out: str | Path, task: str | None = None
@@ -157,7 +163,7 @@ def train_sb3_in_imagination(
     start = time.perf_counter()
     agent.learn(total_timesteps=cfg.steps, callback=evaluator.callback, progress_bar=cfg.progress)
     wall = time.perf_counter() - start
-    final = evaluator.evaluate(agent, agent.num_timesteps)
+    final = evaluator.final(agent, agent.num_timesteps)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     zip_path = out / f"{cfg.algo}.zip"
@@ -203,7 +209,7 @@ def train_sb3_real(
     start = time.perf_counter()
     agent.learn(total_timesteps=cfg.steps, callback=evaluator.callback, progress_bar=cfg.progress)
     wall = time.perf_counter() - start
-    final = evaluator.evaluate(agent, agent.num_timesteps)
+    final = evaluator.final(agent, agent.num_timesteps)
     result: dict[str, Any] = {"real_return": final, "history": evaluator.history,
                               "wall_time": wall, "real_steps": int(agent.num_timesteps)}
     if out is not None:

@@ -175,17 +175,22 @@ def action_pool(num_envs: int, seed: int, length: int = 4096) -> np.ndarray:
 
 
 class Measure:
-    """One configuration: `setup()` builds it, returns a ``step(i) -> env steps`` callable."""
+    """One configuration: ``setup(ends)`` builds it and returns ``(step(i) -> env steps, close)``;
+    vector envs count episode ends and env steps into `ends` (to report the autoreset rate)."""
 
     def __init__(
-        self, name: str, num_envs: int, setup: Callable[[], tuple[Callable[[int], int], Callable[[], None]]]
+        self,
+        name: str,
+        num_envs: int,
+        setup: Callable[[list[int]], tuple[Callable[[int], int], Callable[[], None]]],
     ) -> None:
         self.name, self.num_envs, self.setup = name, num_envs, setup
         self.samples: list[float] = []
+        self.ends = [0, 0]  # [episode ends, env steps] seen by vector envs (autoresets)
 
     def run(self, seconds: float) -> float:
         """Build, time, close; the steps/s is also appended to `samples`."""
-        step, close = self.setup()
+        step, close = self.setup(self.ends)
         try:
             rate = timed_loop(step, seconds)
         finally:
@@ -202,7 +207,7 @@ class Measure:
 def single_env(env_id: str, frame_of: Callable[[gym.Env, Any], np.ndarray], seed: int, **kwargs: Any):
     """Setup of a single real env stepped with pooled random actions."""
 
-    def setup() -> tuple[Callable[[int], int], Callable[[], None]]:
+    def setup(ends: list[int]) -> tuple[Callable[[int], int], Callable[[], None]]:
         env = gym.make(env_id, **kwargs)
         obs, _ = env.reset(seed=seed)
         frame_of(env, obs)
@@ -220,19 +225,26 @@ def single_env(env_id: str, frame_of: Callable[[gym.Env, Any], np.ndarray], seed
     return setup
 
 
-def vector_env(make: Callable[[], gym.vector.VectorEnv], num_envs: int, seed: int, wrap=None):
+def vector_env(
+    make: Callable[[], gym.vector.VectorEnv],
+    num_envs: int,
+    seed: int,
+    wrap: Callable[[Callable[[int], int]], Callable[[int], int]] | None = None,
+):
     """Setup of a vector env (autoresetting) stepped with pooled random actions.
 
     `wrap` optionally maps the step callable (e.g. to run it under `torch.inference_mode`).
     """
 
-    def setup() -> tuple[Callable[[int], int], Callable[[], None]]:
+    def setup(ends: list[int]) -> tuple[Callable[[int], int], Callable[[], None]]:
         envs = make()
         envs.reset(seed=seed)
         actions = action_pool(num_envs, seed)
 
         def step(i: int) -> int:
-            envs.step(actions[i % len(actions)])
+            _, _, terminated, truncated, _ = envs.step(actions[i % len(actions)])
+            ends[0] += int(np.count_nonzero(terminated | truncated))
+            ends[1] += num_envs
             return num_envs
 
         return (wrap(step) if wrap else step), envs.close
@@ -253,7 +265,7 @@ def under_inference_mode(step: Callable[[int], int]) -> Callable[[int], int]:
 def model_only(checkpoint: Path, num_envs: int, decode: bool, seed: int, compiled: bool):
     """Setup of the bare model: `model.step` (+ `decode` / `features`) on a batch, no env."""
 
-    def setup() -> tuple[Callable[[int], int], Callable[[], None]]:
+    def setup(ends: list[int]) -> tuple[Callable[[int], int], Callable[[], None]]:
         from world_models.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(checkpoint)
@@ -312,7 +324,9 @@ def build_measures(cfg: BenchConfig, checkpoint: Path) -> list[Measure]:
         Measure(
             f"{NATIVE} rgb_array + {cfg.resize} resize",
             1,
-            single_env(NATIVE, lambda env, obs: resize(np.asarray(env.render())), seed, render_mode="rgb_array"),
+            single_env(
+                NATIVE, lambda env, obs: resize(np.asarray(env.render())), seed, render_mode="rgb_array"
+            ),
         ),
         Measure(f"{TASK}", 1, single_env(TASK, lambda env, obs: obs, seed)),
         Measure(
@@ -327,12 +341,16 @@ def build_measures(cfg: BenchConfig, checkpoint: Path) -> list[Measure]:
         Measure(
             f"Imagined-v0 latent x{cfg.latent_envs}",
             cfg.latent_envs,
-            vector_env(make_imagined(checkpoint, cfg.latent_envs, "latent", cfg.compile), cfg.latent_envs, seed),
+            vector_env(
+                make_imagined(checkpoint, cfg.latent_envs, "latent", cfg.compile), cfg.latent_envs, seed
+            ),
         ),
         Measure(
             f"Imagined-v0 pixels x{cfg.pixel_envs}",
             cfg.pixel_envs,
-            vector_env(make_imagined(checkpoint, cfg.pixel_envs, "pixels", cfg.compile), cfg.pixel_envs, seed),
+            vector_env(
+                make_imagined(checkpoint, cfg.pixel_envs, "pixels", cfg.compile), cfg.pixel_envs, seed
+            ),
         ),
     ]
     if cfg.breakdown:
@@ -391,7 +409,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     print(f"torch {torch.__version__}, {threads} intra-op threads, {os.cpu_count()} CPUs")
     with resolved_checkpoint(cfg) as (checkpoint, untrained):
         params = num_parameters(checkpoint)
-        print(f"model: {params / 1e6:.2f}M parameters ({'untrained ' + cfg.preset if untrained else checkpoint})")
+        source = f"untrained {cfg.preset}" if untrained else str(checkpoint)
+        print(f"model: {params / 1e6:.2f}M parameters ({source})")
         measures = build_measures(cfg, checkpoint)
         for r in range(cfg.rounds):
             for m in measures:
@@ -409,19 +428,31 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                 "vs_native": m.median / base,
                 "vs_cartpole_pixels": m.median / pixels_one,
                 "vs_sync_vector": m.median / sync,
+                "episode_end_rate": m.ends[0] / m.ends[1] if m.ends[1] else None,
             }
         )
     latent, pixels = measures[3].median, measures[4].median
     targets = {
-        "latent_vs_native": {"ratio": latent / base, "target": LATENT_TARGET, "pass": latent / base >= LATENT_TARGET},
-        "pixels_vs_native": {"ratio": pixels / base, "target": PIXELS_TARGET, "pass": pixels / base >= PIXELS_TARGET},
+        "latent_vs_native": {
+            "ratio": latent / base,
+            "target": LATENT_TARGET,
+            "pass": latent / base >= LATENT_TARGET,
+        },
+        "pixels_vs_native": {
+            "ratio": pixels / base,
+            "target": PIXELS_TARGET,
+            "pass": pixels / base >= PIXELS_TARGET,
+        },
     }
     print_table(rows, targets, threads)
     return {
         "benchmark": "bench_imagination",
         "config": asdict(cfg),
-        "model": {"checkpoint": None if untrained else str(checkpoint), "untrained_preset": cfg.preset if untrained else None,
-                  "parameters": params},
+        "model": {
+            "checkpoint": None if untrained else str(checkpoint),
+            "untrained_preset": cfg.preset if untrained else None,
+            "parameters": params,
+        },
         "machine": hardware(),
         "torch_threads": threads,
         "versions": package_versions(),
@@ -433,13 +464,22 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
 def print_table(rows: list[dict[str, Any]], targets: dict[str, dict[str, Any]], threads: int) -> None:
     """The readable summary: median steps/s and ratios against the three baselines."""
     print()
-    print(f"{'configuration':<60} {'envs':>5} {'steps/s':>12} {'x native':>9} {'x CPPix':>8} {'x sync8':>8}")
-    print("-" * 106)
+    print(
+        f"{'configuration':<60} {'envs':>5} {'steps/s':>12} {'x native':>9} {'x CPPix':>8} "
+        f"{'x sync':>7} {'ends/step':>9}"
+    )
+    print("-" * 116)
     for row in rows:
+        rate = row["episode_end_rate"]
         print(
             f"{row['name']:<60} {row['num_envs']:>5} {row['steps_per_s']:>12,.0f} "
-            f"{row['vs_native']:>9.1f} {row['vs_cartpole_pixels']:>8.1f} {row['vs_sync_vector']:>8.1f}"
+            f"{row['vs_native']:>9.1f} {row['vs_cartpole_pixels']:>8.1f} {row['vs_sync_vector']:>7.1f} "
+            f"{'' if rate is None else f'{rate:.3f}':>9}"
         )
+    print(
+        "x native: vs CartPole-v1 render+resize; x CPPix: vs one CartPolePixels-v0; "
+        "x sync: vs the SyncVectorEnv; ends/step: episode ends per env step (autoresets)"
+    )
     print()
     for name, t in targets.items():
         verdict = "PASS" if t["pass"] else "FAIL"
@@ -450,18 +490,32 @@ def print_table(rows: list[dict[str, Any]], targets: dict[str, dict[str, Any]], 
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
     """Command-line options -> `BenchConfig`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="world-model checkpoint (default: untrained, built here)")
-    parser.add_argument("--preset", default="small", help="RSSM preset of the untrained model (tiny/small/medium)")
-    parser.add_argument("--seconds", type=float, default=2.0, help="seconds timed per configuration and round")
+    parser.add_argument(
+        "--checkpoint", default=None, help="world-model checkpoint (default: untrained, built here)"
+    )
+    parser.add_argument(
+        "--preset", default="small", help="RSSM preset of the untrained model (tiny/small/medium)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=2.0, help="seconds timed per configuration and round"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--latent-envs", type=int, default=1024, help="envs of the latent imagined env")
     parser.add_argument("--pixel-envs", type=int, default=64, help="envs of the pixel imagined env")
     parser.add_argument("--sync-envs", type=int, default=8, help="envs of the SyncVectorEnv baseline")
-    parser.add_argument("--resize", choices=sorted(RESIZERS), default="nearest", help="resize of the native frame")
-    parser.add_argument("--compile", action="store_true", help="torch.compile model.step (cold compile ~20 s)")
-    parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
-                        help="skip the inference_mode / bare-model breakdown rows")
+    parser.add_argument(
+        "--resize", choices=sorted(RESIZERS), default="nearest", help="resize of the native frame"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile model.step (cold compile ~20 s)"
+    )
+    parser.add_argument(
+        "--no-breakdown",
+        dest="breakdown",
+        action="store_false",
+        help="skip the inference_mode / bare-model breakdown rows",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of envs, actions and the untrained model")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)

@@ -256,7 +256,8 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
         algo = method.split("_", 1)[0]
         steps = spec.budget * (10 if method.endswith("_10x") else 1)
         cfg = SB3Config(algo=algo, steps=steps, seed=spec.seed, num_envs=8,
-                        eval_every=max(steps // 5, 1), eval_episodes=min(episodes, 5))
+                        eval_every=max(steps // 5, 1), eval_episodes=min(episodes, 5),
+                        progress=progress)
         out = train_sb3_real(spec.task, cfg, run_dir)
         policy = load_policy(out["path"], spec.task)
         fields.update(curve=[list(p) for p in out["history"]], real_steps=out["real_steps"])
@@ -277,7 +278,7 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
         shared = ensure_model(spec, settings, work, results_dir, progress)
         fields.update(real_steps=shared.real_steps, fidelity=shared.fidelity,
                       throughput=shared.throughput, videos=shared.videos)
-        policy = _offline_method(spec, settings, shared, run_dir, fields, episodes)
+        policy = _offline_method(spec, settings, shared, run_dir, fields, episodes, progress)
     result = evaluate_policy(policy, spec.task, episodes, seed=eval_seed, policy_name=method)
     wall = time.perf_counter() - start
     curve = fields.pop("curve") or [[fields["real_steps"], result.mean]]
@@ -293,7 +294,7 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
 
 
 def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel, run_dir: Path,
-                    fields: dict[str, Any], episodes: int) -> Any:
+                    fields: dict[str, Any], episodes: int, progress: bool) -> Any:
     """Train/build a policy inside the shared model; fills imagined steps and dream return."""
     method = spec.method
     if method in ("random_shooting", "cem", "mppi"):
@@ -309,7 +310,8 @@ def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel,
 
         agent, loaded, _ = train_dreamer_offline(str(shared.checkpoint), run_dir / "agent",
                                                  settings.imagined_steps, spec.seed,
-                                                 agent_cfg=DreamerConfig(**settings.dreamer))
+                                                 agent_cfg=DreamerConfig(**settings.dreamer),
+                                                 progress=progress)
         fields["imagined_steps"] = settings.imagined_steps
         fields["dream_return"] = imagined_return(_LatentActor(agent), shared.checkpoint,
                                                  min(episodes, 10), spec.seed)
@@ -319,7 +321,7 @@ def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel,
 
         algo, _, obs_mode = method.split("_", 2)
         cfg = SB3Config(algo=algo, obs_mode=obs_mode, steps=settings.imagined_steps,
-                        seed=spec.seed, eval_episodes=min(episodes, 5))
+                        seed=spec.seed, eval_episodes=min(episodes, 5), progress=progress)
         out = train_sb3_in_imagination(shared.checkpoint, cfg, run_dir, spec.task)
         fields["imagined_steps"] = out["imagined_steps"]
         from agents.sb3 import sb3_class

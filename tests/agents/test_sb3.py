@@ -126,7 +126,7 @@ def test_real_env_baseline(tmp_path):
                     algo_kwargs=dict(SMALL["ppo"]), progress=False)
     result = train_sb3_real(TASK, cfg, tmp_path)
     assert result["real_steps"] >= 256
-    assert [steps for steps, _ in result["history"]][:2] == [128, 256]
+    assert [steps for steps, _ in result["history"]] == [128, 256]  # the last one is the final
     meta = json.loads(sidecar_path(result["path"]).read_text())
     assert meta == {"algo": "ppo", "obs_mode": "pixels", "task": TASK, "frame_stack": 4,
                     "trained_in": "real"}

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.dreamer import DreamerAgent, imagine
-from world_models.base import State, WorldModel, reset_rows
+from world_models.base import State, WorldModel, reset_rows, select_rows
 from world_models.checkpoint import ContextBank
 
 
@@ -53,17 +53,20 @@ class ImaginedStarts:
         terminate_threshold: float,
         rng: np.random.Generator,
     ) -> None:
-        self.model, self.bank, self.rng = model, bank, rng
+        self.rng = rng
         self.max_episode_steps = max_episode_steps
         self.threshold = terminate_threshold
         self.device = next(model.parameters()).device
+        self.bank_size = len(bank)
+        with torch.no_grad():  # every context is burned in once; resets pick rows from it
+            frames, actions = bank.frames.to(self.device), bank.actions.to(self.device)
+            self.bank_state = model.init_state(frames, actions)
         self.state = self._fresh(batch)
         self.elapsed = torch.zeros(batch, dtype=torch.long, device=self.device)
 
-    @torch.no_grad()
     def _fresh(self, count: int) -> State:
-        ctx = sample_contexts(self.bank, count, self.rng)
-        return self.model.init_state(ctx.frames.to(self.device), ctx.actions.to(self.device))
+        index = torch.as_tensor(self.rng.integers(0, self.bank_size, size=count), device=self.device)
+        return select_rows(self.bank_state, index)
 
     @torch.no_grad()
     def advance(self, end_state: State, continues: torch.Tensor) -> None:

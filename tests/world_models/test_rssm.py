@@ -274,3 +274,19 @@ def test_tiny_model_overfits_moving_square():
         recon = model.decode(state).float() / 255.0
     psnr = -10 * torch.log10((recon - pixels[:, -1]).square().mean()).item()
     assert psnr > baseline + 3.0, (psnr, baseline)
+
+
+def test_image_size_pools_inside_the_model():
+    spec = family_make_spec("rssm", (64, 64, 3), "discrete", 2, preset="tiny",
+                            overrides={"image_size": 32})
+    model = build_model(spec)
+    frames = torch.randint(0, 255, (2, 3, 64, 64, 3), dtype=torch.uint8)
+    state = model.init_state(frames, torch.zeros(2, 3, dtype=torch.long))
+    decoded = model.decode(state)
+    assert decoded.shape == (2, 64, 64, 3) and decoded.dtype == torch.uint8
+    # nearest upsampling: each 2x2 block is one model pixel
+    assert torch.equal(decoded[:, ::2, ::2], decoded[:, 1::2, 1::2])
+    bad = family_make_spec("rssm", (64, 64, 3), "discrete", 2, preset="tiny",
+                           overrides={"image_size": 24})
+    with pytest.raises(ValueError, match="image_size"):
+        build_model(bad)

@@ -56,6 +56,10 @@ class RSSMConfig:
     """Highest reward bin, in symlog space."""
     context_len: int = 8
     """Real frames used to burn in the state before imagination (copied to the ModelSpec)."""
+    image_size: int = 0
+    """Side of the frames the model encodes and reconstructs: frames are average-pooled to
+    it and decoded frames upsampled back (0: the frame size). 32 on 64x64 frames makes
+    training about 3x cheaper."""
 
     def __post_init__(self) -> None:
         if self.conv_norm not in ("channel", "group", "none"):
@@ -66,6 +70,8 @@ class RSSMConfig:
             raise ValueError(f"image_loss must be 'mse' or 'l1', got {self.image_loss!r}")
         if not 0.0 <= self.unimix < 1.0:
             raise ValueError(f"unimix must be in [0, 1), got {self.unimix}")
+        if self.image_size < 0:
+            raise ValueError(f"image_size must be >= 0, got {self.image_size}")
         for name in ("depth", "min_res", "deter", "stoch", "classes", "hidden", "context_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -35,6 +35,7 @@ from world_models.rssm.networks import (
     linear_norm_silu,
     onehot_actions,
     output_to_frames,
+    upsample,
 )
 
 
@@ -48,9 +49,16 @@ class RSSMWorldModel(nn.Module):
         self.cfg = cfg
         self.frame_shape = tuple(spec.frame_shape)
         stoch_flat = cfg.stoch * cfg.classes
-        self.encoder = ConvEncoder(spec.frame_shape, cfg.depth, cfg.min_res, cfg.conv_norm)
+        height, width, channels = spec.frame_shape
+        size = cfg.image_size or height
+        if height % size or width % size or height // size != width // size:
+            raise ValueError(f"image_size {size} must divide the frame sides {height}x{width}")
+        self.pool = height // size
+        """Average-pooling factor from frames to what the model sees."""
+        model_shape = (height // self.pool, width // self.pool, channels)
+        self.encoder = ConvEncoder(spec.frame_shape, cfg.depth, cfg.min_res, cfg.conv_norm, self.pool)
         self.decoder = ConvDecoder(
-            cfg.feature_dim, spec.frame_shape, cfg.depth, cfg.min_res, cfg.conv_norm
+            cfg.feature_dim, model_shape, cfg.depth, cfg.min_res, cfg.conv_norm
         )
         self.img_in = linear_norm_silu(stoch_flat + spec.action_dim, cfg.hidden)
         self.gru = NormGRUCell(cfg.hidden, cfg.deter)
@@ -195,7 +203,8 @@ class RSSMWorldModel(nn.Module):
 
     def decode(self, state: State) -> Tensor:
         """(B, H, W, C) uint8 reconstruction of the state's frame."""
-        return output_to_frames(self.decoder(self.features(state))).contiguous()
+        pixels = upsample(self.decoder(self.features(state)), self.pool)  # (B, H, W, C)
+        return output_to_frames(pixels).contiguous()
 
     def observe(self, state: State, frame: Tensor, action: Tensor) -> State:
         """Posterior filter step (mode) on a real frame (B, H, W, C) reached by `action`."""
@@ -220,7 +229,7 @@ class RSSMWorldModel(nn.Module):
         feat = self._features(deter_seq, seq["stoch"])  # (B, T, F)
 
         recon = self.decoder(feat.flatten(0, 1)).unflatten(0, (b, t))  # (B, T, H, W, C)
-        target = frames_to_input(batch.frames.flatten(0, 1)).permute(0, 2, 3, 1)
+        target = frames_to_input(batch.frames.flatten(0, 1), self.pool).permute(0, 2, 3, 1)
         target = target.unflatten(0, (b, t))  # (B, T, H, W, C)
         err = recon - target
         err = err.square() if cfg.image_loss == "mse" else err.abs()

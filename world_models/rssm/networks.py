@@ -26,9 +26,17 @@ def conv_stages(height: int, width: int, min_res: int) -> int:
     return stages
 
 
-def frames_to_input(frames: Tensor) -> Tensor:
-    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-0.5, 0.5]."""
-    return frames.permute(0, 3, 1, 2).float() / 255.0 - 0.5
+def frames_to_input(frames: Tensor, pool: int = 1) -> Tensor:
+    """uint8 (N, H, W, C) -> float32 (N, C, H/pool, W/pool) in [-0.5, 0.5], average-pooled."""
+    x = frames.permute(0, 3, 1, 2).float() / 255.0 - 0.5
+    return F.avg_pool2d(x, pool) if pool > 1 else x
+
+
+def upsample(pixels: Tensor, factor: int) -> Tensor:
+    """Nearest-neighbour upsampling of channel-last pixels (N, h, w, C) -> (N, h*f, w*f, C)."""
+    if factor == 1:
+        return pixels
+    return pixels.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
 
 
 def output_to_frames(pixels: Tensor) -> Tensor:
@@ -60,9 +68,12 @@ def conv_norm(kind: str, channels: int) -> nn.Module:
 class ConvEncoder(nn.Module):
     """uint8 frames (N, H, W, C) -> float32 embeddings (N, E)."""
 
-    def __init__(self, frame_shape: tuple[int, int, int], depth: int, min_res: int, norm: str):
+    def __init__(
+        self, frame_shape: tuple[int, int, int], depth: int, min_res: int, norm: str, pool: int = 1
+    ):
         super().__init__()
-        height, width, channels = frame_shape
+        self.pool = pool
+        height, width, channels = frame_shape[0] // pool, frame_shape[1] // pool, frame_shape[2]
         stages = conv_stages(height, width, min_res)
         layers: list[nn.Module] = []
         in_ch = channels
@@ -77,7 +88,7 @@ class ConvEncoder(nn.Module):
 
     def forward(self, frames: Tensor) -> Tensor:
         """(N, H, W, C) uint8 -> (N, E) float32."""
-        return self.net(frames_to_input(frames)).flatten(1)
+        return self.net(frames_to_input(frames, self.pool)).flatten(1)
 
 
 class ConvDecoder(nn.Module):

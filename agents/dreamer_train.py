@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from agents.dreamer import DreamerAgent, imagine
 from world_models.base import State, WorldModel, reset_rows, select_rows
 from world_models.checkpoint import ContextBank
+from world_models.data import SequenceDataset
 
 
 @dataclass
@@ -83,6 +84,28 @@ class ImaginedStarts:
             state = reset_rows(state, done, self._fresh(int(done.sum())))
             self.elapsed[done] = 0
         self.state = state
+
+
+class ReplayStarts:
+    """Start states filtered from real replay windows (DreamerV3 starts imagination there).
+
+    A pool of `pool` posterior states, one per random window of `length` real frames, is
+    built once (so the encoder runs once per pool); each call draws `batch` rows from it.
+    """
+
+    def __init__(self, model: WorldModel, dataset: SequenceDataset, batch: int, pool: int,
+                 length: int, rng: np.random.Generator) -> None:
+        self.batch, self.rng = batch, rng
+        device = next(model.parameters()).device
+        windows = dataset.sample(pool, length, rng).to(device)
+        with torch.no_grad():
+            self.pool = model.init_state(windows.frames, windows.actions)
+        self.size = pool
+        self.device = device
+
+    def __call__(self) -> State:
+        index = torch.as_tensor(self.rng.integers(0, self.size, size=self.batch), device=self.device)
+        return select_rows(self.pool, index)
 
 
 def train_in_imagination(

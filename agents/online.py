@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.dreamer import DreamerAgent, DreamerConfig, DreamerPolicy
-from agents.dreamer_train import ImaginedStarts, train_in_imagination
+from agents.dreamer_train import ReplayStarts, train_in_imagination
 from agents.evaluate import RandomPolicy, evaluate_policy
 from world_models.checkpoint import load_checkpoint, load_trainer_state
 from world_models.data import SequenceDataset
@@ -65,6 +65,10 @@ class OnlineConfig:
     """World-model gradient steps per iteration."""
     agent_updates: int = 60
     """Actor-critic updates per iteration."""
+    start_pool: int = 1024
+    """Imagination starts: posterior states of this many random replay windows per iteration."""
+    start_length: int = 4
+    """Real frames per start window."""
     batch_size: int = 16
     """World-model batch size (windows)."""
     seq_len: int = 16
@@ -297,8 +301,8 @@ def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dic
             updates = cfg.model_updates * (5 if prefilling else 1)
             for _ in range(updates):
                 metrics = trainer.update(data, cfg.batch_size, cfg.seq_len)
-            bank = data.contexts(256, model.spec.context_len, rng)
-            starts = ImaginedStarts(model, bank, agent.cfg.batch_size, max_steps, 0.5, rng)
+            starts = ReplayStarts(model, data, agent.cfg.batch_size, cfg.start_pool,
+                                  cfg.start_length, rng)
             agent_metrics = train_in_imagination(agent, model, starts, cfg.agent_updates,
                                                  generator, progress=False)
             progress["imagined_steps"] += int(agent_metrics.get("imagined_steps", 0))

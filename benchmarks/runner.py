@@ -14,7 +14,7 @@ import os
 import platform
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -300,8 +300,10 @@ def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel,
     if method in ("random_shooting", "cem", "mppi"):
         from agents.planning import Planner, parse_planner_spec
 
-        planner = Planner.from_checkpoint(shared.checkpoint,
-                                          parse_planner_spec(f"{method}:{settings.planner}"))
+        cfg = parse_planner_spec(f"{method}:{settings.planner}")
+        if cfg.method == "random":  # same imagined steps per action as CEM/MPPI
+            cfg = replace(cfg, num_candidates=cfg.num_candidates * cfg.iterations, iterations=1)
+        planner = Planner.from_checkpoint(shared.checkpoint, cfg)
         fields["imagined_steps"] = planner.imagined_steps_per_action  # per real action
         return planner
     if method == "dreamer_offline":

@@ -277,7 +277,6 @@ def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dic
     rng = np.random.default_rng(cfg.seed + progress["iteration"])
     policy = DreamerPolicy(agent, model, seed=cfg.seed + progress["iteration"])
     random_policy = RandomPolicy(space, cfg.seed)
-    max_steps = gym.spec(cfg.task).max_episode_steps or 1000
     bar = tqdm(total=cfg.real_steps, initial=progress["real_steps"], desc="online",
                unit="step", disable=not cfg.progress)
     started = time.perf_counter() - progress["wall_time"]

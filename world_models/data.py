@@ -394,6 +394,18 @@ class SequenceDataset:
         batch = self._rows(index)
         return ContextBank(frames=batch.frames, actions=batch.actions)
 
+    def end_windows(self, length: int, limit: int | None = None) -> SequenceBatch | None:
+        """The last `length` frames of (up to `limit` of) the episodes at least that long.
+
+        Evaluation uses them so that episode ends, and so terminations, are always seen.
+        Returns None when no episode is long enough.
+        """
+        eligible = np.flatnonzero(self.episode_lengths >= length)[:limit]  # (E',)
+        if len(eligible) == 0:
+            return None
+        index = self.offsets[eligible + 1][:, None] - length + np.arange(length)[None, :]
+        return self._rows(index)  # (E', length)
+
     def episode(self, i: int) -> SequenceBatch:
         """Episode `i` as a (1, T) batch of zero-copy views."""
         if not -self.num_episodes <= i < self.num_episodes:

@@ -67,4 +67,7 @@ def open_loop_metrics(
     metrics["termination_accuracy"] = float((predicted_end == terminated)[alive].float().mean())
     if terminated.any():
         metrics["termination_recall"] = float(predicted_end[terminated].float().mean())
+    living = alive & ~terminated
+    if living.any():
+        metrics["false_termination_rate"] = float(predicted_end[living].float().mean())
     return metrics

@@ -28,7 +28,7 @@ from world_models.checkpoint import (
     read_config,
     save_checkpoint,
 )
-from world_models.data import SequenceDataset
+from world_models.data import SequenceBatch, SequenceDataset
 from world_models.evaluation import open_loop_metrics
 from world_models.families import build_model, make_spec
 
@@ -173,8 +173,12 @@ def _tensorboard(out: Path, enabled: bool):
 def _evaluate(
     model: WorldModel, holdout: SequenceDataset, context_len: int, horizon: int, seed: int
 ) -> dict[str, float]:
-    rng = np.random.default_rng(seed)
-    batch = holdout.sample(32, context_len + horizon, rng)
+    """Open-loop fidelity on held-out windows: random ones plus episode endings."""
+    length = context_len + horizon
+    batch = holdout.sample(32, length, np.random.default_rng(seed))
+    ends = holdout.end_windows(length, limit=32)
+    if ends is not None:
+        batch = SequenceBatch(*(torch.cat([a, b]) for a, b in zip(batch, ends)))
     horizons = tuple(h for h in (1, 5, 10, 15, 30) if h <= horizon)
     return open_loop_metrics(model, batch, context_len, horizons)
 

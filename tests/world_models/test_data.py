@@ -187,3 +187,19 @@ def test_from_videos(tmp_path):
     assert not batch.actions.any() and not batch.rewards.any()
     with pytest.raises(FileNotFoundError):
         SequenceDataset.from_videos([tmp_path / "missing.mp4"])
+
+
+def test_end_windows_hold_each_episode_ending():
+    from world_models.data import SequenceDataset
+
+    frames = np.arange(9, dtype=np.uint8).reshape(9, 1, 1, 1).repeat(2, 1).repeat(2, 2)
+    frames = np.ascontiguousarray(frames.repeat(3, 3))
+    terminated = np.zeros(9, bool)
+    terminated[[3, 8]] = True
+    data = SequenceDataset(frames, np.zeros(9, np.int64), np.ones(9, np.float32), terminated,
+                           np.array([0, 4, 6, 9]), "discrete", 2)
+    ends = data.end_windows(3)
+    assert ends.frames.shape[:2] == (2, 3)  # the 2-frame episode is too short
+    assert ends.frames[:, :, 0, 0, 0].tolist() == [[1, 2, 3], [6, 7, 8]]
+    assert ends.terminated[:, -1].all()
+    assert data.end_windows(5) is None

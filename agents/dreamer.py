@@ -52,9 +52,9 @@ class DreamerConfig:
     """Lambda of the lambda-returns."""
     actor_lr: float = 1e-4
     """Actor learning rate."""
-    critic_lr: float = 1e-4
+    critic_lr: float = 3e-4
     """Critic learning rate."""
-    entropy: float = 3e-4
+    entropy: float = 1e-3
     """Entropy bonus scale (after return normalisation)."""
     slow_critic_decay: float = 0.98
     """EMA decay of the slow critic."""

@@ -38,7 +38,12 @@ from agents.evaluate import RandomPolicy, evaluate_policy
 from world_models.checkpoint import load_checkpoint, load_trainer_state
 from world_models.data import SequenceDataset
 from world_models.families import build_model, make_spec
-from world_models.train import WorldModelTrainer, parse_overrides, save_run_checkpoint
+from world_models.train import (
+    WorldModelTrainer,
+    parse_overrides,
+    save_run_checkpoint,
+    tensorboard_writer,
+)
 
 
 @dataclass
@@ -85,6 +90,8 @@ class OnlineConfig:
     """Torch device."""
     progress: bool = True
     """Show a progress bar."""
+    tensorboard: bool = True
+    """Log model, agent and real-return scalars to OUT/tb."""
 
 
 # ------------------------------------------------------------------ replay
@@ -277,6 +284,7 @@ def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dic
     rng = np.random.default_rng(cfg.seed + progress["iteration"])
     policy = DreamerPolicy(agent, model, seed=cfg.seed + progress["iteration"])
     random_policy = RandomPolicy(space, cfg.seed)
+    writer = tensorboard_writer(out, cfg.tensorboard)
     bar = tqdm(total=cfg.real_steps, initial=progress["real_steps"], desc="online",
                unit="step", disable=not cfg.progress)
     started = time.perf_counter() - progress["wall_time"]
@@ -316,10 +324,20 @@ def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dic
         bar.set_postfix(model_loss=f"{metrics.get('loss', float('nan')):.3g}",
                         real_return=f"{np.mean(recent) if recent else float('nan'):.1f}",
                         eval=progress["curve"][-1][1] if progress["curve"] else "-")
+        if writer is not None:
+            for key, value in metrics.items():
+                writer.add_scalar(f"online/{key}", value, progress["real_steps"])
+            if recent:
+                writer.add_scalar("real/episode_return", float(np.mean(recent)), progress["real_steps"])
+            if progress["curve"] and progress["curve"][-1][0] == progress["real_steps"]:
+                writer.add_scalar("real/eval_return", progress["curve"][-1][1], progress["real_steps"])
+        progress["metrics"] = metrics
         progress["iteration"] = iteration
         progress["wall_time"] = time.perf_counter() - started
         _save(out, trainer, agent, replay, kind, dim, low, high, progress, cfg)
     bar.close()
+    if writer is not None:
+        writer.close()
     return progress
 
 

@@ -162,7 +162,8 @@ def save_run_checkpoint(
     return save_checkpoint(out / "checkpoint", trainer.model, contexts, config, tensors)
 
 
-def _tensorboard(out: Path, enabled: bool):
+def tensorboard_writer(out: Path, enabled: bool = True):
+    """A TensorBoard `SummaryWriter` logging to OUT/tb (None when disabled)."""
     if not enabled:
         return None
     from torch.utils.tensorboard import SummaryWriter
@@ -235,7 +236,7 @@ def train_world_model(cfg: TrainConfig) -> Path:
             raise CheckpointError(f"cannot resume {out}: its checkpoint has no trainer state")
         trainer.load_state(tensors, info)
     context_len = model.spec.context_len
-    writer = _tensorboard(out, cfg.tensorboard)
+    writer = tensorboard_writer(out, cfg.tensorboard)
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc="train-model", disable=not cfg.progress)
     try:
         while trainer.step < cfg.steps:

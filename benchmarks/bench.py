@@ -15,7 +15,8 @@ class BenchConfig:
     """Options of `vwm bench`."""
 
     suite: str = field(default="default", metadata={"positional": True})
-    """Suite to run: one of smoke, quick, default, full."""
+    """Suite to run: smoke, quick, default, full, or a target suite: cartpole, pendulum, minatar,
+    planners."""
     results: str | None = None
     """Folder of result JSONs and videos (default: benchmarks/results/SUITE)."""
     work: str | None = None

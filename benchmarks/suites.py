@@ -86,6 +86,7 @@ SUITES: dict[str, Suite] = {
         presets=("small",),
         settings=SuiteSettings(
             model_steps=800, model_seq=16, imagined_steps=100_000, eval_episodes=10,
+            model_overrides='{"image_size": 32}',
             planner="horizon=15,candidates=128,iterations=3", video_steps=100,
             online={"prefill": 2_500, "steps_per_iteration": 500, "model_updates": 40,
                     "agent_updates": 40, "eval_every": 2_500, "eval_episodes": 5},
@@ -108,6 +109,49 @@ SUITES["full"] = replace(
     tasks=(CARTPOLE, "vwm/PendulumPixels-v0", "vwm/MinAtarBreakout-v0"),
     methods=SUITES["default"].methods + ("dreamer_offline", "sac_real", "sac_imagined_latent"),
     seeds=(0, 1, 2, 3, 4),
+)
+
+
+# The issue targets, one suite each (`vwm bench cartpole`, ...).
+ONLINE_50K = {"prefill": 2_500, "steps_per_iteration": 500, "model_updates": 40,
+              "agent_updates": 40, "eval_every": 5_000, "eval_episodes": 10}
+SUITES["cartpole"] = Suite(
+    name="cartpole",
+    tasks=(CARTPOLE,),
+    methods=("random", "ppo_real", "dreamer"),
+    seeds=(0,),
+    budgets=(50_000,),
+    settings=SuiteSettings(eval_episodes=20, model_overrides='{"image_size": 32}',
+                           online=ONLINE_50K),
+)
+SUITES["pendulum"] = Suite(
+    name="pendulum",
+    tasks=("vwm/PendulumPixels-v0",),
+    methods=("random", "sac_real", "dreamer", "sac_imagined_latent"),
+    seeds=(0,),
+    budgets=(20_000,),
+    settings=SuiteSettings(eval_episodes=10, model_steps=2000, imagined_steps=100_000,
+                           model_overrides='{"image_size": 32}',
+                           online={**ONLINE_50K, "eval_every": 5_000}),
+)
+SUITES["minatar"] = Suite(
+    name="minatar",
+    tasks=("vwm/MinAtarBreakout-v0",),
+    methods=("random", "ppo_real", "dreamer", "ppo_imagined_latent"),
+    seeds=(0,),
+    budgets=(50_000,),
+    settings=SuiteSettings(eval_episodes=20, model_steps=2000, imagined_steps=200_000,
+                           online=ONLINE_50K),
+)
+SUITES["planners"] = Suite(
+    name="planners",
+    tasks=(CARTPOLE,),
+    methods=("random", "random_shooting", "cem", "mppi"),
+    seeds=(0,),
+    budgets=(20_000,),
+    settings=SuiteSettings(eval_episodes=10, model_steps=1500,
+                           model_overrides='{"image_size": 32}',
+                           planner="horizon=15,candidates=128,iterations=3"),
 )
 
 

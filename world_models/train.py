@@ -29,7 +29,7 @@ from world_models.checkpoint import (
     save_checkpoint,
 )
 from world_models.data import SequenceBatch, SequenceDataset
-from world_models.evaluation import open_loop_metrics
+from world_models.evaluation import open_loop_metrics, open_loop_rollout
 from world_models.families import build_model, make_spec
 
 
@@ -184,6 +184,19 @@ def _evaluate(
     return open_loop_metrics(model, batch, context_len, horizons)
 
 
+def _comparison_image(
+    model: WorldModel, holdout: SequenceDataset, context_len: int, horizon: int, seed: int
+) -> np.ndarray:
+    """uint8 (2H, W * steps, C) image: real frames above, open-loop predictions below."""
+    batch = holdout.sample(1, context_len + horizon, np.random.default_rng(seed + 1))
+    device = next(model.parameters()).device
+    frames, _, _ = open_loop_rollout(model, batch.to(device), context_len,
+                                     torch.Generator(device=device).manual_seed(seed))
+    real = batch.frames[0, context_len:].numpy()  # (H', H, W, C)
+    imagined = frames[0].cpu().numpy()  # (H', H, W, C)
+    return np.concatenate([np.concatenate(list(real), 1), np.concatenate(list(imagined), 1)], 0)
+
+
 def _dataset_task(dataset: SequenceDataset) -> str | None:
     return getattr(dataset, "task_id", None)
 
@@ -254,6 +267,9 @@ def train_world_model(cfg: TrainConfig) -> Path:
                 if writer is not None:
                     for key, value in evaluation.items():
                         writer.add_scalar(f"eval/{key}", value, trainer.step)
+                    writer.add_image("eval/real_vs_open_loop", _comparison_image(
+                        model, holdout, context_len, cfg.eval_horizon, cfg.seed), trainer.step,
+                        dataformats="HWC")
             if trainer.step % cfg.checkpoint_every == 0 or last:
                 save_run_checkpoint(out, trainer, contexts, run_config)
     finally:

@@ -120,3 +120,18 @@ def test_cli_train_model_reports_missing_dataset(tmp_path, capsys):
     code = vwm(["train-model", "--dataset", "vwm/none/random-v0", "--out", str(tmp_path)])
     assert code == 1
     assert "no local Minari dataset" in capsys.readouterr().err
+
+
+def test_tensorboard_scalars_and_images(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    dataset = collect_tiny(tmp_path / "minari")
+    cfg = TrainConfig(dataset=dataset, out=str(tmp_path / "run"), preset="tiny", steps=4,
+                      batch_size=4, seq_len=8, holdout_episodes=2, num_contexts=4, eval_every=2,
+                      log_every=1, checkpoint_every=4, progress=False)
+    train_world_model(cfg)
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    assert "train/loss" in events.Tags()["scalars"]
+    assert "eval/psnr_h1" in events.Tags()["scalars"]
+    assert "eval/real_vs_open_loop" in events.Tags()["images"]

@@ -113,8 +113,8 @@ SUITES["full"] = replace(
 
 
 # The issue targets, one suite each (`vwm bench cartpole`, ...).
-ONLINE_50K = {"prefill": 2_500, "steps_per_iteration": 500, "model_updates": 40,
-              "agent_updates": 40, "eval_every": 5_000, "eval_episodes": 10}
+ONLINE_50K = {"prefill": 2_500, "steps_per_iteration": 500, "model_updates": 60,
+              "agent_updates": 60, "eval_every": 5_000, "eval_episodes": 10}
 SUITES["cartpole"] = Suite(
     name="cartpole",
     tasks=(CARTPOLE,),

@@ -31,6 +31,7 @@ from world_models.checkpoint import (
     CheckpointError,
     load_checkpoint,
     resolve_checkpoint_dir,
+    swap_in,
 )
 from world_models.filter import ModelFilter
 from world_models.heads import RewardHead, mlp, twohot_loss
@@ -253,13 +254,7 @@ class DreamerAgent(nn.Module):
         (tmp / "agent.json").write_text(json.dumps(meta, indent=2))
         if world_model is not None:
             shutil.copytree(resolve_checkpoint_dir(world_model), tmp / "world_model")
-        old = folder.with_name(folder.name + ".old")
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-        tmp.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
-        return folder
+        return swap_in(tmp, folder)
 
     @classmethod
     def load(cls, folder: str | Path) -> DreamerAgent:

@@ -20,13 +20,10 @@ Run: ``python -m benchmarks.bench_planners [--checkpoint PATH] [--episodes N] [-
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +36,7 @@ import video_envs  # noqa: F401  (registers the vwm ids)
 from agents.evaluate import EvalResult, RandomPolicy, evaluate_policy
 from agents.planning import Planner, PlannerConfig, format_planner_spec
 from benchmarks.runner import hardware
+from video_envs.collect import minari_root
 from world_models.checkpoint import load_checkpoint, package_versions
 
 TASK = "vwm/CartPolePixels-v0"
@@ -116,20 +114,6 @@ def planner_configs(cfg: BenchConfig) -> dict[str, PlannerConfig]:
     budgets = {c.imagined_steps_per_action for c in configs.values()}
     assert len(budgets) == 1, f"unequal imagined budgets: {budgets}"
     return configs
-
-
-@contextlib.contextmanager
-def minari_root(path: Path) -> Iterator[None]:
-    """Point Minari at `path` for the duration of the block."""
-    previous = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = previous
 
 
 def train_checkpoint(cfg: BenchConfig, workdir: Path) -> Path:

@@ -8,12 +8,10 @@ where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import torch
 from agents.evaluate import EvalResult, RandomPolicy, evaluate_policy, load_policy
 from benchmarks.results_schema import SCHEMA_VERSION, FinalEval, RunResult, config_hash
 from benchmarks.suites import Suite, SuiteSettings
+from video_envs.collect import minari_root
 from world_models.checkpoint import package_versions, read_config
 
 
@@ -69,20 +68,6 @@ def result_path(results_dir: Path, spec: RunSpec) -> Path:
     task = "".join(c if c.isalnum() or c in "-." else "_" for c in spec.task)
     return results_dir / (f"{spec.suite}__{task}__{spec.method}__{spec.budget}__"
                           f"{spec.preset}__seed{spec.seed}.json")
-
-
-@contextlib.contextmanager
-def minari_root(path: Path) -> Iterator[None]:
-    """Point Minari at `path` for the duration (benchmark datasets stay in the work dir)."""
-    saved = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = saved
 
 
 def _is_discrete(task: str) -> bool:

@@ -264,7 +264,7 @@ def _as_actions(actions: Any, space: spaces.Space, n: int) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _minari_root(path: Path) -> Iterator[None]:
+def minari_root(path: Path) -> Iterator[None]:
     """Point ``MINARI_DATASETS_PATH`` at `path` for the duration (not thread-safe)."""
     old = os.environ.get("MINARI_DATASETS_PATH")
     os.environ["MINARI_DATASETS_PATH"] = str(path)
@@ -301,7 +301,7 @@ class _Writer:
 
         buffers = [e.to_buffer() for e in episodes]
         if self.dataset is None:
-            with _minari_root(self.tmp_root), warnings.catch_warnings():
+            with minari_root(self.tmp_root), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=UserWarning, module="minari")
                 self.dataset = minari.create_dataset_from_buffers(
                     self.cfg.dataset,

@@ -119,7 +119,6 @@ def save_checkpoint(
     """Write a checkpoint folder atomically; `config` must be JSON-serialisable."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    old = path.with_name(path.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     full_config = {
@@ -137,6 +136,15 @@ def save_checkpoint(
     )
     if trainer_state is not None:
         save_file({k: v.cpu().contiguous() for k, v in trainer_state.items()}, str(tmp / TRAINER_FILE))
+    return swap_in(tmp, path)
+
+
+def swap_in(tmp: Path, path: Path) -> Path:
+    """Replace folder `path` by the finished folder `tmp` with two renames.
+
+    A kill between them leaves ``<path>.old`` (picked up by `resolve_checkpoint_dir`).
+    """
+    old = path.with_name(path.name + ".old")
     if path.exists():
         shutil.rmtree(old, ignore_errors=True)
         path.rename(old)

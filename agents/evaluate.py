@@ -10,7 +10,6 @@ planners, SB3) act on all of them in one call.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -328,8 +327,3 @@ def evaluate_from_config(cfg: EvaluateConfig) -> EvalResult:
     print(json.dumps(result.to_dict(), indent=2) if cfg.json else result.table())
     return result
 
-
-def summarize(results: Sequence[EvalResult]) -> dict[str, float]:
-    """Mean of means and IQM over all episodes of several results."""
-    returns = np.concatenate([r.returns for r in results])
-    return {"mean": float(returns.mean()), "iqm": iqm(returns)}

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dataclass_from_args(config_cls, args)
     try:
         result = function(cfg)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as error:
         print(f"vwm {args.command}: error: {error}", file=sys.stderr)
         return 1
     return int(result) if isinstance(result, int) else 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from world_models.base import ModelSpec, State, Transition
+from world_models.base import ModelSpec, State, Transition, normal
 from world_models.data import SequenceBatch
 
 
@@ -67,7 +67,7 @@ class SyntheticWorldModel(nn.Module):
     def step(self, state: State, action: Tensor, generator: torch.Generator | None) -> Transition:
         pos = state["pos"][:, 0] + self._delta(action)  # (B,)
         if self.noise:
-            eps = torch.randn(pos.shape, generator=generator, device=pos.device)
+            eps = normal(generator, tuple(pos.shape), pos.device)
             pos = pos + self.noise * eps
         pos = pos.clamp(-self.wall, self.wall)
         reward = 1.0 - (pos - self.target).abs()

@@ -16,13 +16,11 @@ Seeding scheme
   is); a single env reset with ``seed=s`` seeds its one row with s. So row i of a vector
   env starts every episode (autoresets included) from the same context as a single env
   reset with ``seed=s + i`` and reset again after each of its episodes.
-* The imagination noise (the model's sampling in `step`) comes from one `torch.Generator`
-  per front end, seeded from the front end's ``np_random`` (itself seeded by ``seed``).
-  The `WorldModel.step` protocol takes one generator for the whole batch, so the noise of
-  row i depends on the batch it is in. Consequently: same seed + same actions give the
-  same trajectories always; a one-row vector env equals the single env exactly; row i of
-  a B-row vector env equals the single env with seed ``s + i`` exactly when the model's
-  step is deterministic given the state (and in distribution otherwise).
+* The imagination noise (the model's sampling in `step`) comes from a `RowGenerator`:
+  counter-based random numbers keyed by each row's seed key, so the noise of row i never
+  depends on the other rows. Consequently row i of a vector env reset with ``seed=s``
+  reproduces, step for step, a single env reset with ``seed=s + i`` given the same actions,
+  and the same seed and actions always give the same trajectories.
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from world_models.base import ModelSpec, State, WorldModel, repeat_rows, reset_rows
+from world_models.base import ModelSpec, RowGenerator, State, WorldModel, repeat_rows, reset_rows
 from world_models.checkpoint import CheckpointError, ContextBank, load_checkpoint
 
 ObsMode = Literal["pixels", "latent"]
@@ -257,11 +255,6 @@ def context_indices(keys: np.ndarray, counts: np.ndarray, bank_size: int) -> np.
     return (splitmix64(mixed) % np.uint64(bank_size)).astype(np.int64)
 
 
-def seed_generator(generator: torch.Generator, np_random: np.random.Generator) -> None:
-    """Seed a torch generator from a numpy generator (so both follow the env's seed)."""
-    generator.manual_seed(int(np_random.integers(0, 2**63 - 1)))
-
-
 # ------------------------------------------------------------------ the core
 class CoreStep(NamedTuple):
     """Result of one batched step (numpy, one entry per row)."""
@@ -311,7 +304,8 @@ class ImaginationCore:
         self.obs_mode: ObsMode = obs_mode
         self.max_episode_steps = int(max_episode_steps)
         self.terminate_threshold = float(terminate_threshold)
-        self.generator = torch.Generator(device=self.device)
+        self.generator = RowGenerator(num_rows, self.device)
+        """Per-row imagination noise: row i depends only on its own seed key (see seeding)."""
         self.keys = np.zeros(num_rows, dtype=np.uint64)  # (B,) per-row seed keys
         self.counts = np.zeros(num_rows, dtype=np.int64)  # (B,) episodes started per row
         self.elapsed = np.zeros(num_rows, dtype=np.int64)  # (B,) steps in the current episode
@@ -340,6 +334,8 @@ class ImaginationCore:
         """Give rows `mask` (B,) bool the seed keys `keys` (n_true,) and restart their episode count."""
         self.keys[mask] = np.asarray([int(k) % 2**64 for k in keys], dtype=np.uint64)
         self.counts[mask] = 0
+        signed = torch.from_numpy(self.keys[mask].view(np.int64).copy())
+        self.generator.seed_rows(torch.from_numpy(np.asarray(mask, dtype=bool)), signed)
 
     # ---------------------------------------------------------------- reset / observe
     @torch.inference_mode()
@@ -369,6 +365,10 @@ class ImaginationCore:
             self.last_context[mask] = -1
         self.counts[mask] += 1
         self.elapsed[mask] = 0
+        # episode k of a row draws its noise from counter k << 32 on: independent of how
+        # many steps earlier episodes (or discarded autoreset steps) took
+        rows = torch.from_numpy(mask).to(self.device)
+        self.generator.counters[rows] = torch.from_numpy(self.counts[mask] << 32).to(self.device)
         if self.state is None or n == self.num_rows:
             self.state = fresh
         else:

@@ -31,7 +31,6 @@ from video_envs.imagination_core import (
     ImaginationCore,
     ObsMode,
     build_core,
-    seed_generator,
     seeds_for_rows,
     validate_actions,
     validate_context,
@@ -99,7 +98,6 @@ class WorldModelEnv(gym.Env[np.ndarray, Any]):
         if seed is not None or not self._seeded:
             key = seed if seed is not None else int(self.np_random.integers(0, 2**63 - 1))
             self.core.seed_rows(all_rows, [key])
-            seed_generator(self.core.generator, self.np_random)
             self._seeded = True
         context = (options or {}).get("context")
         batch_context = None if context is None else validate_context(context, self.core.spec, None)
@@ -208,13 +206,10 @@ class WorldModelVectorEnv(VectorEnv):
         super().reset(seed=first)
         given = np.array([s is not None for s in row_seeds]) & mask
         if first is not None:  # same draws as WorldModelEnv.reset(seed=first)
-            seed_generator(self.core.generator, self.np_random)
             self.core.seed_rows(given, [s for s, g in zip(row_seeds, given) if g])
         if not self._seeded:  # rows never seeded get keys from np_random
             rest = ~given
             self.core.seed_rows(rest, self.np_random.integers(0, 2**63 - 1, size=int(rest.sum())))
-            if first is None:
-                seed_generator(self.core.generator, self.np_random)
             self._seeded = True
         context = options.get("context")
         batch_context = None

@@ -158,3 +158,73 @@ def reset_rows(state: State, mask: Tensor, fresh: State) -> State:
 def repeat_rows(state: State, repeats: int) -> State:
     """Each row repeated `repeats` times consecutively: (B, ...) -> (B * repeats, ...)."""
     return {k: v.repeat_interleave(repeats, dim=0) for k, v in state.items()}
+
+
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed 64-bit integer
+_MUR1 = -49064778989728563  # 0xFF51AFD7ED558CCD
+_MUR2 = -4265267296055464877  # 0xC4CEB9FE1A85EC53
+_LOW31 = (1 << 31) - 1
+
+
+def _fmix64(x: Tensor) -> Tensor:
+    """MurmurHash3's 64-bit finaliser on int64 tensors (wrapping arithmetic, logical shifts)."""
+    x = x ^ ((x >> 33) & _LOW31)
+    x = x * _MUR1
+    x = x ^ ((x >> 33) & _LOW31)
+    x = x * _MUR2
+    return x ^ ((x >> 33) & _LOW31)
+
+
+class RowGenerator:
+    """Counter-based random numbers per batch row, for reproducible batched imagination.
+
+    Row i's draws depend only on its own key and on how many draws it has made, never on
+    the other rows, so row i of a vector env reproduces a single env seeded with the same
+    key exactly. Pass it wherever a `torch.Generator` is accepted by `uniform`/`normal`.
+    """
+
+    def __init__(self, num_rows: int, device: torch.device | str = "cpu") -> None:
+        self.keys = torch.zeros(num_rows, dtype=torch.int64, device=device)  # (B,)
+        self.counters = torch.zeros(num_rows, dtype=torch.int64, device=device)  # (B,)
+
+    def seed_rows(self, mask: Tensor, keys: Tensor) -> None:
+        """Give rows `mask` (B,) bool the int64 `keys` (n_true,) and restart their counters."""
+        self.keys[mask] = keys.to(self.keys.device, torch.int64)
+        self.counters[mask] = 0
+
+    def rand(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> Tensor:
+        """Uniforms in [0, 1) of `shape` (B, ...); advances every row's counter by one."""
+        count = 1
+        for size in shape[1:]:
+            count *= size
+        base = _fmix64(self.keys * _GOLDEN + self.counters)  # (B,)
+        index = torch.arange(1, count + 1, device=self.keys.device, dtype=torch.int64)  # (n,)
+        bits = _fmix64(base[:, None] + index[None, :] * _GOLDEN)  # (B, n)
+        self.counters += 1
+        mantissa = (bits >> 40) & ((1 << 24) - 1)  # 24 random bits
+        return (mantissa.to(torch.float64) / float(1 << 24)).to(dtype).reshape(shape)
+
+
+def uniform(
+    generator: torch.Generator | RowGenerator | None,
+    shape: tuple[int, ...],
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Uniforms in [0, 1) from a `torch.Generator` (or the global RNG) or a `RowGenerator`."""
+    if isinstance(generator, RowGenerator):
+        return generator.rand(shape, dtype).to(device)
+    return torch.rand(shape, generator=generator, device=device, dtype=dtype)
+
+
+def normal(
+    generator: torch.Generator | RowGenerator | None,
+    shape: tuple[int, ...],
+    device: torch.device | str,
+) -> Tensor:
+    """Standard normals (Box-Muller over `uniform` draws)."""
+    if not isinstance(generator, RowGenerator):
+        return torch.randn(shape, generator=generator, device=device)
+    u = uniform(generator, shape + (2,), device)  # (..., 2)
+    radius = torch.sqrt(-2.0 * torch.log1p(-u[..., 0]))  # 1 - u in (0, 1]
+    return radius * torch.cos(2.0 * torch.pi * u[..., 1])

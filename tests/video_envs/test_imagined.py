@@ -110,9 +110,9 @@ def test_same_seed_same_trajectory(obs_mode):
 
 
 def test_vector_row_equals_single_env_with_seed_plus_row():
-    """Deterministic dynamics: row i with reset(seed=s) == single env reset(seed=s+i), across autoresets."""
+    """Noisy dynamics: row i with reset(seed=s) == single env reset(seed=s+i), across autoresets."""
     n, seed, steps = 6, 11, 40
-    vec = make_vec(n, max_episode_steps=7)
+    vec = make_vec(n, max_episode_steps=7, noise=0.05)
     rng = np.random.default_rng(0)
     actions = rng.integers(0, 3, (steps, n))
     obs, _ = vec.reset(seed=seed)
@@ -125,7 +125,7 @@ def test_vector_row_equals_single_env_with_seed_plus_row():
     starts = {float(o[0]) for o in vec_obs[0]}
     assert len(starts) > 1, "rows should start from different contexts"
     for i in range(n):
-        env = make_env("latent", max_episode_steps=7)
+        env = make_env("latent", max_episode_steps=7, noise=0.05)
         obs, _ = env.reset(seed=seed + i)
         np.testing.assert_array_equal(obs, vec_obs[0][i])
         done = False
@@ -139,6 +139,29 @@ def test_vector_row_equals_single_env_with_seed_plus_row():
             np.testing.assert_array_equal(obs, vec_obs[t + 1][i])
             assert rew == pytest.approx(vec_rew[t][i])
             assert done == vec_done[t][i]
+
+
+def test_rssm_vector_row_equals_single_env(tiny_checkpoint):
+    """The RSSM samples its latents per row, so row i reproduces the single env (up to the
+    float rounding of batched matrix products)."""
+    import gymnasium as gym
+
+    n, seed = 4, 5
+    actions = np.random.default_rng(2).integers(0, 2, (12, n))
+    vec = gym.make_vec("vwm/Imagined-v0", num_envs=n, checkpoint=tiny_checkpoint,
+                       obs_mode="latent", autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    obs, _ = vec.reset(seed=seed)
+    rows = [obs] + [vec.step(a)[0] for a in actions]
+    for i in (0, 2):
+        env = gym.make("vwm/Imagined-v0", checkpoint=tiny_checkpoint, obs_mode="latent")
+        obs, _ = env.reset(seed=seed + i)
+        single = [obs]
+        for a in actions[:, i]:
+            obs, _, term, trunc, _ = env.step(int(a))
+            if term or trunc:
+                break
+            single.append(obs)
+        np.testing.assert_allclose(np.stack(single), np.stack(rows)[: len(single), i], atol=1e-4)
 
 
 def test_one_row_vector_env_equals_single_env_with_noise():

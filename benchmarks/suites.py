@@ -129,19 +129,20 @@ SUITES["pendulum"] = Suite(
     tasks=("vwm/PendulumPixels-v0",),
     methods=("random", "sac_real", "dreamer", "sac_imagined_latent"),
     seeds=(0,),
-    budgets=(20_000,),
-    settings=SuiteSettings(eval_episodes=10, model_steps=2000, imagined_steps=100_000,
+    budgets=(10_000,),
+    settings=SuiteSettings(eval_episodes=10, model_steps=1500, imagined_steps=50_000,
                            model_overrides='{"image_size": 32}',
-                           online={**ONLINE_50K, "eval_every": 5_000}),
+                           online={**ONLINE_50K, "eval_every": 2_500}),
 )
 SUITES["minatar"] = Suite(
     name="minatar",
     tasks=("vwm/MinAtarBreakout-v0",),
     methods=("random", "ppo_real", "dreamer", "ppo_imagined_latent"),
     seeds=(0,),
-    budgets=(50_000,),
-    settings=SuiteSettings(eval_episodes=20, model_steps=2000, imagined_steps=200_000,
-                           online=ONLINE_50K),
+    budgets=(10_000,),
+    settings=SuiteSettings(eval_episodes=10, model_steps=1500, imagined_steps=100_000,
+                           model_overrides='{"image_size": 32}',
+                           online={**ONLINE_50K, "eval_every": 2_500}),
 )
 SUITES["planners"] = Suite(
     name="planners",

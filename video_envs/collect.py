@@ -265,9 +265,10 @@ def _as_actions(actions: Any, space: spaces.Space, n: int) -> np.ndarray:
 
 @contextlib.contextmanager
 def minari_root(path: Path) -> Iterator[None]:
-    """Point ``MINARI_DATASETS_PATH`` at `path` for the duration (not thread-safe)."""
+    """Point ``MINARI_DATASETS_PATH`` at `path` (made absolute: Minari mangles relative
+    roots) for the duration (not thread-safe)."""
     old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(path).resolve())
     try:
         yield
     finally:

@@ -13,8 +13,15 @@ from benchmarks.results_schema import load_results
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
+    import os
+
     out = tmp_path_factory.mktemp("smoke")
-    assert vwm(["run", "--preset", "smoke", "--out", str(out), "--no-progress"]) == 0
+    cwd = os.getcwd()
+    os.chdir(out.parent)
+    try:  # a relative --out, as users type it
+        assert vwm(["run", "--preset", "smoke", "--out", out.name, "--no-progress"]) == 0
+    finally:
+        os.chdir(cwd)
     return out
 
 

@@ -125,7 +125,7 @@ def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir
             batch_size=settings.model_batch, seq_len=settings.model_seq, seed=spec.seed,
             eval_every=0, checkpoint_every=max(100, settings.model_steps // 5), resume=True,
             overrides=settings.model_overrides, progress=progress,
-            holdout_episodes=3,
+            holdout_episodes=10,
         )
         checkpoint = train_world_model(train_cfg)
     wall = time.perf_counter() - start

@@ -68,7 +68,7 @@ class SequenceDataset:
     """Episodes stored once in flat arrays, sampled as (B, T) windows inside one episode.
 
     Build it with `from_minari` or `from_videos`. Those return the *training* episodes;
-    the last `holdout_episodes` episodes are kept apart in `holdout` (never sampled by
+    the first `holdout_episodes` episodes are kept apart in `holdout` (never sampled by
     the training dataset's `sample` or `contexts`).
     """
 
@@ -129,7 +129,7 @@ class SequenceDataset:
     ) -> SequenceDataset:
         """Load local Minari dataset `dataset_id` (root: ``MINARI_DATASETS_PATH``).
 
-        Returns the training episodes; the last `holdout_episodes` episodes go to
+        Returns the training episodes; the first `holdout_episodes` episodes go to
         ``.holdout``. Raises FileNotFoundError for an unknown id (listing the local ones)
         and ValueError when observations are not uint8 (H, W, C) frames, differ from
         `expect_frame_shape`, or actions are neither Discrete nor a 1-D Box.
@@ -266,7 +266,11 @@ class SequenceDataset:
         )
 
     def _split(self, holdout_episodes: int) -> SequenceDataset:
-        """The first E - k episodes, with the last k attached as `.holdout`."""
+        """The last E - k episodes, with the first k attached as `.holdout`.
+
+        The first episodes are held out because they are complete: a collection run ends
+        with the episodes the step budget cut short, which would show no real ending.
+        """
         if holdout_episodes == 0:
             return self
         total = self.num_episodes
@@ -275,8 +279,8 @@ class SequenceDataset:
                 f"holdout_episodes={holdout_episodes} must be in [0, {total - 1}]: the dataset "
                 f"holds {total} episodes and training needs at least one"
             )
-        train = self._subset(0, total - holdout_episodes)
-        train.holdout = self._subset(total - holdout_episodes, total)
+        train = self._subset(holdout_episodes, total)
+        train.holdout = self._subset(0, holdout_episodes)
         return train
 
     # ------------------------------------------------------------------ properties

@@ -125,13 +125,13 @@ def test_holdout_is_disjoint():
     _make_dataset()
     train = SequenceDataset.from_minari("test/synth-v0", holdout_episodes=2)
     assert train.num_episodes == 3 and train.holdout.num_episodes == 2
-    assert train.num_steps == sum(LENGTHS[:3]) and train.holdout.num_steps == sum(LENGTHS[3:])
+    assert train.num_steps == sum(LENGTHS[2:]) and train.holdout.num_steps == sum(LENGTHS[:2])
     episode, _ = _decode(train.sample(512, 3, np.random.default_rng(0)))
-    assert set(np.unique(episode)) == {0, 1, 2}
+    assert set(np.unique(episode)) == {2, 3, 4}
     episode, _ = _decode(train.holdout.sample(512, 3, np.random.default_rng(0)))
-    assert set(np.unique(episode)) == {3, 4}
+    assert set(np.unique(episode)) == {0, 1}
     contexts = train.contexts(64, 4, np.random.default_rng(0))
-    assert set(np.unique(contexts.frames[:, :, 0, 0, 0].numpy())) <= {0, 1, 2}
+    assert set(np.unique(contexts.frames[:, :, 0, 0, 0].numpy())) <= {2, 3, 4}
     assert not np.shares_memory(train.frames, train.holdout.frames)
     with pytest.raises(ValueError, match="holdout_episodes"):
         SequenceDataset.from_minari("test/synth-v0", holdout_episodes=5)
@@ -182,7 +182,7 @@ def test_from_videos(tmp_path):
         paths.append(write_video(tmp_path / f"v{i}.gif", frames))
     data = SequenceDataset.from_videos(paths, size=16, holdout_episodes=1)
     assert not data.has_actions and data.frame_shape == (16, 16, 3)
-    assert data.num_frames == 5 and data.holdout.num_frames == 9
+    assert data.num_frames == 9 and data.holdout.num_frames == 5
     batch = data.holdout.sample(3, 4, np.random.default_rng(0))
     assert not batch.actions.any() and not batch.rewards.any()
     with pytest.raises(FileNotFoundError):

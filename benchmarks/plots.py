@@ -41,7 +41,8 @@ def plot_bands(
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.subplots()
     for label, (x, mean, low, high) in series.items():
-        (line,) = ax.plot(x, mean, label=label, marker="o" if markers else None)
+        single = len(x) == 1  # a lone point (e.g. a planner, evaluated once) needs a marker
+        (line,) = ax.plot(x, mean, label=label, marker="o" if markers or single else None)
         if np.any(low != high):
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     if vline is not None:

@@ -421,7 +421,8 @@ class ImaginationCore:
     @torch.inference_mode()
     def observation(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Observations of rows `mask` (all if None): (n, H, W, C) uint8 or (n, F) float32."""
-        assert self.state is not None, "reset before observing"
+        if self.state is None:
+            raise RuntimeError("call reset() before stepping, observing or rendering the env")
         state = self.state
         if mask is not None:
             index = torch.from_numpy(np.asarray(mask, dtype=bool)).to(self.device)
@@ -436,14 +437,16 @@ class ImaginationCore:
     @torch.inference_mode()
     def frames(self) -> np.ndarray:
         """Decoded frames of all rows: (B, H, W, C) uint8."""
-        assert self.state is not None, "reset before rendering"
+        if self.state is None:
+            raise RuntimeError("call reset() before stepping, observing or rendering the env")
         return self.model.decode(self.state).cpu().numpy()
 
     # ---------------------------------------------------------------- step
     @torch.inference_mode()
     def step(self, actions: np.ndarray) -> CoreStep:
         """Step every row with validated actions (B,) int64 or (B, A) float32 (no autoreset)."""
-        assert self.state is not None, "reset before stepping"
+        if self.state is None:
+            raise RuntimeError("call reset() before stepping, observing or rendering the env")
         act = torch.from_numpy(actions).to(self.device)
         transition = self.model.step(self.state, act, self.generator)
         self.state = transition.state

@@ -380,3 +380,12 @@ def test_start_state_cache_matches_burn_in_and_follows_training():
         cached.model.dummy.add_(1.0)  # an in-place parameter update, as an optimiser step
     cached.reset()
     assert cached.core._cache_version != version
+
+
+def test_step_before_reset_is_a_clear_error():
+    from gymnasium.error import ResetNeeded
+
+    with pytest.raises(ResetNeeded, match="reset"):
+        make_env("latent").step(1)
+    with pytest.raises(RuntimeError, match="reset"):
+        make_vec(2).step(np.ones(2, dtype=np.int64))

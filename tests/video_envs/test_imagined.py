@@ -387,5 +387,5 @@ def test_step_before_reset_is_a_clear_error():
 
     with pytest.raises(ResetNeeded, match="reset"):
         make_env("latent").step(1)
-    with pytest.raises(RuntimeError, match="reset"):
+    with pytest.raises(ResetNeeded, match="reset"):
         make_vec(2).step(np.ones(2, dtype=np.int64))

@@ -78,8 +78,9 @@ def default_algo_kwargs(algo: str, num_envs: int, pixels: bool) -> dict[str, Any
     if algo == "dqn":
         return {"learning_starts": 500, "buffer_size": 20_000 if pixels else 100_000,
                 "train_freq": 4, "target_update_interval": 500, "exploration_fraction": 0.2}
+    # SAC/TD3: a gradient step per env step, so CNN batches stay small on a CPU
     return {"learning_starts": 500, "buffer_size": 20_000 if pixels else 100_000,
-            "batch_size": 256}
+            "batch_size": 64 if pixels else 256}
 
 
 def _build(algo: str, env: Any, pixels: bool, cfg: SB3Config):

@@ -129,10 +129,10 @@ SUITES["pendulum"] = Suite(
     tasks=("vwm/PendulumPixels-v0",),
     methods=("random", "sac_real", "dreamer", "sac_imagined_latent"),
     seeds=(0,),
-    budgets=(10_000,),
+    budgets=(5_000,),
     settings=SuiteSettings(eval_episodes=10, model_steps=1500, imagined_steps=50_000,
                            model_overrides='{"image_size": 32}',
-                           online={**ONLINE_50K, "eval_every": 2_500}),
+                           online={**ONLINE_50K, "eval_every": 2_500, "prefill": 1_000}),
 )
 SUITES["minatar"] = Suite(
     name="minatar",

@@ -253,7 +253,10 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
         cfg = OnlineConfig(task=spec.task, out=str(run_dir), real_steps=spec.budget,
                            preset=spec.preset, seed=spec.seed, progress=progress,
                            overrides=settings.model_overrides, **settings.online)
+        online_start = time.perf_counter()
         record = run_online(cfg, DreamerConfig(**settings.dreamer))
+        # a resumed loop ran partly in earlier processes: count their time too
+        start -= record["wall_time"] - (time.perf_counter() - online_start)
         policy = DreamerPolicy.load(run_dir / "agent")
         fields.update(curve=record["curve"], real_steps=record["real_steps"],
                       imagined_steps=record["imagined_steps"],

@@ -36,12 +36,6 @@ class DreamerTrainConfig:
     """Seed of the imagination generator and context sampling."""
 
 
-def sample_contexts(bank: ContextBank, count: int, rng: np.random.Generator) -> ContextBank:
-    """`count` contexts drawn with replacement from the bank."""
-    index = torch.as_tensor(rng.integers(0, len(bank), size=count))
-    return ContextBank(bank.frames[index], bank.actions[index])
-
-
 class ImaginedStarts:
     """B persistent imagined episodes used as start states for successive updates."""
 

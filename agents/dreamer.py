@@ -25,16 +25,19 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from agents.returns import ReturnNormalizer, lambda_returns
+from world_models.atomic import atomic_folder
 from world_models.base import ModelSpec, State, WorldModel
 from world_models.checkpoint import (
     Checkpoint,
     CheckpointError,
     load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
     resolve_checkpoint_dir,
-    swap_in,
 )
 from world_models.filter import ModelFilter
 from world_models.heads import RewardHead, mlp, twohot_loss
+from world_models.imagine import imagine as imagine_rollout
 
 
 @dataclass
@@ -71,6 +74,10 @@ class DreamerConfig:
     """Gradient-norm clip of actor and critic."""
     batch_size: int = 256
     """Imagined trajectories per update."""
+
+
+OPTIMIZERS = ("actor_opt", "critic_opt")
+"""The agent's optimisers, saved with it."""
 
 
 class Rollout(NamedTuple):
@@ -139,25 +146,17 @@ class Actor(nn.Module):
         return self.low + (action + 1.0) * 0.5 * (self.high - self.low)
 
 
-@torch.no_grad()
 def imagine(
     model: WorldModel, actor: Actor, start: State, horizon: int, generator: torch.Generator | None
 ) -> tuple[Rollout, State]:
     """Roll the actor out in the model for `horizon` steps from `start` (B rows)."""
-    state = start
-    feats, actions, rewards, conts = [model.features(state)], [], [], []
-    for _ in range(horizon):
-        action = actor.sample(feats[-1], generator)
-        transition = model.step(state, actor.to_env(action), generator)
-        state = transition.state
-        feats.append(model.features(state))
-        actions.append(action)
-        rewards.append(transition.reward)
-        conts.append(transition.cont_prob)
-    rollout = Rollout(
-        torch.stack(feats), torch.stack(actions), torch.stack(rewards), torch.stack(conts)
-    )
-    return rollout, state
+
+    def act(features: Tensor) -> tuple[Tensor, Tensor]:
+        action = actor.sample(features, generator)
+        return action, actor.to_env(action)
+
+    out = imagine_rollout(model, start, act, horizon, generator)
+    return Rollout(out.features, out.actions, out.rewards, out.continues), out.state  # type: ignore[arg-type]
 
 
 def trajectory_weights(continues: Tensor, discount: float) -> Tensor:
@@ -237,28 +236,31 @@ class DreamerAgent(nn.Module):
     # ----------------------------------------------------------------- persistence
     def save(self, folder: str | Path, world_model: str | Path | None = None,
              extra: dict[str, Any] | None = None) -> Path:
-        """Write the agent (and a copy of its world-model checkpoint) to `folder` atomically."""
-        folder = Path(folder)
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        """Write the agent, its optimiser moments (so training resumes exactly) and a copy of
+        its world-model checkpoint to `folder` atomically."""
         tensors = {f"agent.{k}": v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(tensors, str(tmp / "agent.safetensors"))
+        groups = {}
+        for name in OPTIMIZERS:
+            optim_tensors, groups[name] = optimizer_to_tensors(getattr(self, name).state_dict())
+            tensors.update({f"{name}.{k}": v.cpu().contiguous() for k, v in optim_tensors.items()})
         meta = {
             "kind": "dreamer",
             "config": asdict(self.cfg),
             "spec": self.spec.to_dict(),
             "normalizer": self.normalizer.state(),
+            "optimizer_groups": groups,
             **(extra or {}),
         }
-        (tmp / "agent.json").write_text(json.dumps(meta, indent=2))
-        if world_model is not None:
-            shutil.copytree(resolve_checkpoint_dir(world_model), tmp / "world_model")
-        return swap_in(tmp, folder)
+        with atomic_folder(folder) as tmp:
+            save_file(tensors, str(tmp / "agent.safetensors"))
+            (tmp / "agent.json").write_text(json.dumps(meta, indent=2))
+            if world_model is not None:
+                shutil.copytree(resolve_checkpoint_dir(world_model), tmp / "world_model")
+        return Path(folder)
 
     @classmethod
-    def load(cls, folder: str | Path) -> DreamerAgent:
-        """Load an agent written by `save`."""
+    def load(cls, folder: str | Path, device: str | torch.device = "cpu") -> DreamerAgent:
+        """Load an agent written by `save` onto `device` (with its optimiser moments when saved)."""
         folder = Path(folder)
         meta_file = folder / "agent.json"
         if not meta_file.is_file():
@@ -266,8 +268,15 @@ class DreamerAgent(nn.Module):
         meta = json.loads(meta_file.read_text())
         agent = cls(ModelSpec.from_dict(meta["spec"]), DreamerConfig(**meta["config"]))
         tensors = load_file(str(folder / "agent.safetensors"))
-        agent.load_state_dict({k.removeprefix("agent."): v for k, v in tensors.items()})
+        agent.load_state_dict({k.removeprefix("agent."): v for k, v in tensors.items()
+                               if k.startswith("agent.")})
         agent.normalizer.load_state(meta["normalizer"])
+        agent.to(device)  # before the optimiser state, which follows its parameters' device
+        for name, groups in meta.get("optimizer_groups", {}).items():
+            prefix = f"{name}."
+            state = optimizer_from_tensors(
+                {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}, groups)
+            getattr(agent, name).load_state_dict(state)
         return agent
 
 
@@ -293,7 +302,7 @@ class DreamerPolicy:
         """A saved agent together with the world model copied next to it."""
         folder = Path(folder)
         checkpoint: Checkpoint = load_checkpoint(folder / "world_model", device=device)
-        return cls(DreamerAgent.load(folder), checkpoint.model)
+        return cls(DreamerAgent.load(folder, device), checkpoint.model)
 
     def reset(self) -> None:
         """Forget the tracked episode (the next `predict` starts a new one)."""

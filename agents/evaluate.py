@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.stats import iqm
+from video_envs.sb3_zip import load_sb3_zip, sidecar_path
 from world_models.filter import ModelFilter
 
 
@@ -205,40 +206,10 @@ def evaluate_policy(
 # ---------------------------------------------------------------------------- loading
 
 
-def _sb3_class(path: Path):
-    import zipfile
-
-    from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
-
-    classes = {c.__name__: c for c in (PPO, A2C, DQN, SAC, TD3, DDPG)}
-    sidecar = sidecar_path(path)
-    if sidecar.is_file():
-        name = json.loads(sidecar.read_text()).get("algo", "").upper()
-        if name in classes:
-            return classes[name]
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = archive.read("data").decode()
-    except (OSError, KeyError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path} is not a readable SB3 model zip: {error}") from None
-    for name in ("SAC", "TD3", "DDPG", "DQN", "A2C", "PPO"):
-        if f"stable_baselines3.{name.lower()}" in data:
-            return classes[name]
-    raise ValueError(f"cannot tell which SB3 algorithm saved {path}; keep its .vwm.json sidecar")
-
-
-def sidecar_path(zip_path: str | Path) -> Path:
-    """The JSON file next to an SB3 zip that says how vwm trained it (obs mode, model)."""
-    zip_path = Path(zip_path)
-    return zip_path.with_name(zip_path.stem + ".vwm.json")
-
-
 def load_sb3_policy(path: str | Path, device: str = "cpu") -> Policy:
     """An SB3 zip as a policy on real frames (latent ones get their world model's filter)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"policy file not found: {path}")
-    model = _sb3_class(path).load(str(path), device=device)
+    model = load_sb3_zip(path, device)
     sidecar = sidecar_path(path)
     meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     if meta.get("obs_mode") == "latent":

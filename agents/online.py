@@ -4,51 +4,56 @@ Repeat until the real-step budget is spent: act on the real task with the curren
 (sampling, for exploration), add the finished episodes to the replay, update the world
 model on replay windows, train the actor-critic in imagination, evaluate on the real task
 now and then, and checkpoint everything. Hafner et al. 2023 (DreamerV3), Algorithm 1.
+The defaults are the recipe the CartPole benchmark ran (`vwm bench cartpole`).
 
 Run folder::
 
     replay/chunk_000001.npz   finished real episodes, one atomic file per iteration
-    checkpoint/               world model + optimiser/RNG state (world_models.checkpoint)
-    agent/                    the Dreamer agent with a copy of its world model
-    online.json               progress: real steps, iteration, learning curve (the commit point)
+    state/                    the whole loop, swapped in as one folder per iteration (the commit point):
+      online.json             progress: real steps, iteration, learning curve, config
+      loop.json, loop.safetensors   RNG states, the real episodes in progress, the actor's filter
+      agent/                  the Dreamer agent with its optimiser moments
+      agent/world_model/      the world model with its optimiser and RNG state
     tb/                       TensorBoard logs
 
-A killed run resumes from the last `online.json`: collected episodes are kept (episodes
-still in progress when the run died are dropped), model and agent continue from their
-last saved state.
+A killed run resumes from the last ``state/`` exactly as if it had not stopped: chunks of an
+unfinished iteration are ignored, and the real episodes in progress are replayed from their
+reset seeds and recorded actions.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from agents.dreamer import DreamerAgent, DreamerConfig, DreamerPolicy
 from agents.dreamer_train import ReplayStarts, train_in_imagination
 from agents.evaluate import RandomPolicy, evaluate_policy
-from world_models.checkpoint import load_checkpoint, load_trainer_state
-from world_models.data import SequenceDataset
+from agents.replay import Replay, load_chunks, save_chunk
+from video_envs.recorder import EpisodeRecorder
+from world_models.atomic import atomic_folder, recover_folder, write_json_atomic
+from world_models.checkpoint import ContextBank, load_checkpoint, load_trainer_state, save_checkpoint
 from world_models.families import build_model, make_spec
-from world_models.train import (
-    WorldModelTrainer,
-    parse_overrides,
-    save_run_checkpoint,
-    tensorboard_writer,
-)
+from world_models.train import WorldModelTrainer, parse_overrides, tensorboard_writer
+
+__all__ = ["OnlineConfig", "agent_dir", "load_chunks", "model_dir", "run_online"]
+
+RECIPE_OVERRIDES: dict[str, dict[str, Any]] = {"rssm": {"image_size": 32}}
+"""World-model overrides of the benchmarked recipe, per family (used when none are given)."""
 
 
 @dataclass
 class OnlineConfig:
-    """Options of the online Dreamer loop."""
+    """Options of the online Dreamer loop (defaults: the benchmarked CartPole recipe)."""
 
     task: str = "vwm/CartPolePixels-v0"
     """Real task id."""
@@ -56,18 +61,21 @@ class OnlineConfig:
     """Run folder (resumed when it already holds a run)."""
     real_steps: int = 50_000
     """Budget of real environment steps."""
+    family: str = "rssm"
+    """World-model family."""
     preset: str = "small"
     """World-model size preset."""
-    overrides: str = ""
-    """JSON object of world-model hyper-parameter overrides."""
+    overrides: str | None = None
+    """JSON object of world-model hyper-parameter overrides (default: the recipe's, rssm:
+    {"image_size": 32}; '{}' for none)."""
     num_envs: int = 8
     """Real envs stepped in parallel."""
     prefill: int = 2_500
     """Real steps collected with a random policy before learning starts."""
-    steps_per_iteration: int = 1_000
+    steps_per_iteration: int = field(default=500, metadata={"aliases": ("--real-steps-per-iter",)})
     """Real steps collected per iteration."""
     model_updates: int = 60
-    """World-model gradient steps per iteration."""
+    """World-model gradient steps per iteration (5x after the prefill)."""
     agent_updates: int = 60
     """Actor-critic updates per iteration."""
     start_pool: int = 1024
@@ -94,146 +102,157 @@ class OnlineConfig:
     """Log model, agent and real-return scalars to OUT/tb."""
 
 
-# ------------------------------------------------------------------ replay
+def model_overrides(cfg: OnlineConfig) -> dict[str, Any]:
+    """The world-model overrides `cfg` asks for (the recipe's when it names none)."""
+    if cfg.overrides is None:
+        return dict(RECIPE_OVERRIDES.get(cfg.family, {}))
+    return parse_overrides(cfg.overrides)
 
 
-class Replay:
-    """Finished real episodes in growing flat arrays, served as a `SequenceDataset` view."""
-
-    def __init__(self, frame_shape: tuple[int, ...], action_shape: tuple[int, ...],
-                 action_dtype: np.dtype) -> None:
-        self.frames = np.zeros((1024, *frame_shape), np.uint8)  # (capacity, H, W, C)
-        self.actions = np.zeros((1024, *action_shape), action_dtype)
-        self.rewards = np.zeros(1024, np.float32)
-        self.terminated = np.zeros(1024, bool)
-        self.offsets = [0]
-
-    @property
-    def size(self) -> int:
-        """Frames stored."""
-        return self.offsets[-1]
-
-    def _grow(self, needed: int) -> None:
-        capacity = self.frames.shape[0]
-        if needed <= capacity:
-            return
-        new = max(needed, 2 * capacity)
-        for name in ("frames", "actions", "rewards", "terminated"):
-            old = getattr(self, name)
-            grown = np.zeros((new, *old.shape[1:]), old.dtype)
-            grown[: self.size] = old[: self.size]
-            setattr(self, name, grown)
-
-    def add(self, episode: dict[str, np.ndarray]) -> None:
-        """Append one episode: frames (T, H, W, C), actions, rewards, terminated (T, ...)."""
-        n = len(episode["frames"])
-        self._grow(self.size + n)
-        a, b = self.size, self.size + n
-        self.frames[a:b] = episode["frames"]
-        self.actions[a:b] = episode["actions"]
-        self.rewards[a:b] = episode["rewards"]
-        self.terminated[a:b] = episode["terminated"]
-        self.offsets.append(b)
-
-    def dataset(self, spec_kind: str, action_dim: int, low=None, high=None) -> SequenceDataset:
-        """The episodes as a dataset of views (no copy)."""
-        n = self.size
-        return SequenceDataset(
-            self.frames[:n], self.actions[:n], self.rewards[:n], self.terminated[:n],
-            np.asarray(self.offsets), spec_kind, action_dim, low, high,  # type: ignore[arg-type]
-        )
+def state_dir(out: str | Path) -> Path:
+    """The folder holding the whole loop state of run folder `out`."""
+    return Path(out) / "state"
 
 
-def save_chunk(folder: Path, index: int, episodes: list[dict[str, np.ndarray]]) -> None:
-    """Write episodes to ``folder/chunk_<index>.npz`` atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {f"{i}_{k}": v for i, ep in enumerate(episodes) for k, v in ep.items()}
-    tmp = folder / f".chunk_{index:06d}.tmp.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, folder / f"chunk_{index:06d}.npz")
+def agent_dir(out: str | Path) -> Path:
+    """The latest Dreamer agent of an online run (with its world model inside)."""
+    return state_dir(out) / "agent"
 
 
-def load_chunks(folder: Path, upto: int) -> list[dict[str, np.ndarray]]:
-    """Episodes of chunks 1..upto (later chunks belong to an unfinished iteration)."""
-    episodes = []
-    for index in range(1, upto + 1):
-        path = folder / f"chunk_{index:06d}.npz"
-        if not path.exists():
-            continue
-        with np.load(path, allow_pickle=False) as data:
-            count = len({k.split("_", 1)[0] for k in data.files})
-            for i in range(count):
-                episodes.append({k: data[f"{i}_{k}"] for k in
-                                 ("frames", "actions", "rewards", "terminated")})
-    return episodes
+def model_dir(out: str | Path) -> Path:
+    """The latest world-model checkpoint of an online run."""
+    return agent_dir(out) / "world_model"
 
 
-# ------------------------------------------------------------------ real collection
+# ------------------------------------------------------------------ loop state
 
 
-class RealCollector:
-    """Persistent real vector env that returns finished episodes in model alignment."""
+@dataclass
+class _Loop:
+    """Everything the loop carries from one iteration to the next."""
 
-    def __init__(self, task: str, num_envs: int, seed: int) -> None:
-        import video_envs  # noqa: F401
+    progress: dict[str, Any]
+    model: Any
+    trainer: WorldModelTrainer
+    agent: DreamerAgent
+    recorder: EpisodeRecorder
+    policy: DreamerPolicy
+    random_policy: RandomPolicy
+    generator: torch.Generator
+    rng: np.random.Generator
 
-        self.envs = gym.vector.SyncVectorEnv(
-            [lambda: gym.make(task) for _ in range(num_envs)],
-            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-        )
-        self.discrete = isinstance(self.envs.single_action_space, gym.spaces.Discrete)
-        self.obs, _ = self.envs.reset(seed=seed)
-        self.start = np.ones(num_envs, bool)
-        self.buffers = [self._new_buffer(self.obs[i]) for i in range(num_envs)]
-        self.returns: list[float] = []
 
-    def _new_buffer(self, frame: np.ndarray) -> dict[str, list]:
-        shape = self.envs.single_action_space.shape
-        zero = 0 if self.discrete else np.zeros(shape, np.float32)
-        return {"frames": [frame], "actions": [zero], "rewards": [0.0], "terminated": [False]}
+def _commit(out: Path, loop: _Loop, replay: Replay, spaces: dict[str, Any], task: str) -> None:
+    """Write the whole loop state into a fresh folder and swap it in as ``state/``."""
+    model, progress = loop.model, loop.progress
+    context_len = model.spec.context_len
+    data = replay.dataset(spaces["kind"], spaces["dim"], spaces["low"], spaces["high"])
+    if (data.episode_lengths > context_len).any():
+        contexts = data.contexts(256, context_len, np.random.default_rng(progress["iteration"]))
+    else:  # nothing long enough yet: an empty bank
+        spec = model.spec
+        contexts = ContextBank(torch.zeros((0, context_len, *spec.frame_shape), dtype=torch.uint8),
+                               torch.zeros((0, context_len, *spec.action_shape()), dtype=spec.action_dtype()))
+    tensors, info = loop.trainer.state_tensors()
+    config = {"task": task, "dataset": f"online:{out}", "online": True, "step": loop.trainer.step,
+              "trainer": info}
+    rngs = {"torch_rng": torch.get_rng_state(), "imagination_rng": loop.generator.get_state(),
+            "policy_rng": loop.policy.generator.get_state()}
+    if next(model.parameters()).is_cuda:
+        rngs.update({f"cuda_rng.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    for key, value in (loop.policy.filter.state or {}).items():
+        rngs[f"filter.{key}"] = value
+    if loop.policy._last is not None:
+        rngs["policy_last"] = loop.policy._last
+    meta = {"numpy_rng": loop.rng.bit_generator.state,
+            "random_policy_rng": loop.random_policy.action_space.np_random.bit_generator.state,
+            "recorder": loop.recorder.live_state()}
+    with atomic_folder(state_dir(out)) as tmp:
+        loop.agent.save(tmp / "agent", extra={"task": task, "real_steps": progress["real_steps"]})
+        save_checkpoint(tmp / "agent" / "world_model", model, contexts, config, tensors)
+        save_file({k: v.detach().cpu().contiguous() for k, v in rngs.items()}, str(tmp / "loop.safetensors"))
+        write_json_atomic(tmp / "loop.json", meta)
+        write_json_atomic(tmp / "online.json", progress)
 
-    def collect(self, policy: Any, steps: int, deterministic: bool = False) -> list[dict]:
-        """Step all envs until `steps` transitions were taken; return finished episodes."""
-        finished = []
-        n = self.envs.num_envs
-        for _ in range(0, steps, n):
-            action, _ = policy.predict(self.obs, episode_start=self.start,
-                                       deterministic=deterministic)
-            action = np.asarray(action)
-            obs, reward, terminated, truncated, info = self.envs.step(action)
-            done = terminated | truncated
-            for i in range(n):
-                buf = self.buffers[i]
-                last = info["final_obs"][i] if done[i] else obs[i]
-                buf["frames"].append(last)
-                buf["actions"].append(action[i])
-                buf["rewards"].append(float(reward[i]))
-                buf["terminated"].append(bool(terminated[i]))
-                if done[i]:
-                    finished.append(self._finish(buf))
-                    self.returns.append(float(np.sum(buf["rewards"])))
-                    self.buffers[i] = self._new_buffer(obs[i])
-            self.obs, self.start = obs, done
-        return finished
 
-    def _finish(self, buf: dict[str, list]) -> dict[str, np.ndarray]:
-        actions = np.asarray(buf["actions"])
-        actions = actions.astype(np.int64) if self.discrete else actions.astype(np.float32)
-        return {
-            "frames": np.stack(buf["frames"]).astype(np.uint8),
-            "actions": actions,
-            "rewards": np.asarray(buf["rewards"], np.float32),
-            "terminated": np.asarray(buf["terminated"], bool),
-        }
+def _restore(folder: Path, loop: _Loop, device: torch.device) -> None:
+    """Put the RNGs, episodes in progress and the actor's filter of `folder` back into `loop`."""
+    tensors = load_file(str(folder / "loop.safetensors"))
+    meta = json.loads((folder / "loop.json").read_text())
+    loop.rng.bit_generator.state = meta["numpy_rng"]
+    loop.random_policy.action_space.np_random.bit_generator.state = meta["random_policy_rng"]
+    loop.generator.set_state(tensors["imagination_rng"])
+    loop.policy.generator.set_state(tensors["policy_rng"])
+    filter_state = {k.removeprefix("filter."): v.to(device) for k, v in tensors.items()
+                    if k.startswith("filter.")}
+    loop.policy.filter.state = filter_state or None
+    loop.policy._last = tensors["policy_last"].to(device) if "policy_last" in tensors else None
+    loop.recorder.restore(meta["recorder"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda_rng.")]
+    if cuda:
+        torch.cuda.set_rng_state_all(cuda)
+    torch.set_rng_state(tensors["torch_rng"])  # last: building the loop drew from it
+
+
+def _spaces(task: str) -> tuple[gym.Space, tuple[int, ...], dict[str, Any]]:
+    env = gym.make(task)
+    space, frame_shape = env.action_space, tuple(env.observation_space.shape)
+    env.close()
+    discrete = isinstance(space, gym.spaces.Discrete)
+    return space, frame_shape, {
+        "discrete": discrete,
+        "kind": "discrete" if discrete else "continuous",
+        "dim": int(space.n) if discrete else int(space.shape[0]),
+        "low": None if discrete else tuple(float(v) for v in space.low),
+        "high": None if discrete else tuple(float(v) for v in space.high),
+    }
+
+
+def _build(cfg: OnlineConfig, agent_cfg: DreamerConfig | None, out: Path, device: torch.device
+           ) -> tuple[_Loop, Replay, dict[str, Any]]:
+    """A fresh loop, or the one saved in OUT/state."""
+    space, frame_shape, spaces = _spaces(cfg.task)
+    saved = recover_folder(state_dir(out))
+    if saved is None and (out / "online.json").exists():
+        raise ValueError(f"{out} holds an online run written by an older vwm; pick another --out")
+    torch.manual_seed(cfg.seed)
+    if saved is not None:
+        progress = json.loads((saved / "online.json").read_text())
+        for key in ("task", "family"):
+            was = progress["config"].get(key, "rssm")
+            if was != getattr(cfg, key):
+                raise ValueError(f"{out} holds an online run with {key} {was!r}, not "
+                                 f"{getattr(cfg, key)!r}; pick another --out")
+        loaded = load_checkpoint(model_dir(out), device=device)
+        model = loaded.model
+        agent = DreamerAgent.load(agent_dir(out), device)
+        trainer = WorldModelTrainer(model, cfg.lr, 100.0, cfg.seed + 1)
+        trainer.load_state(load_trainer_state(model_dir(out)), loaded.config["trainer"])
+    else:
+        progress = {"config": asdict(cfg), "iteration": 0, "real_steps": 0,
+                    "imagined_steps": 0, "curve": [], "wall_time": 0.0, "episode_returns": []}
+        spec = make_spec(cfg.family, frame_shape, spaces["kind"], spaces["dim"], spaces["low"],
+                         spaces["high"], cfg.preset, model_overrides(cfg))
+        model = build_model(spec).to(device)
+        agent = DreamerAgent(spec, agent_cfg).to(device)
+        trainer = WorldModelTrainer(model, cfg.lr, 100.0, cfg.seed + 1)
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make(cfg.task) for _ in range(cfg.num_envs)])
+    episode_seed = int(np.random.SeedSequence([cfg.seed, 1]).generate_state(1)[0])
+    loop = _Loop(progress, model, trainer, agent, EpisodeRecorder(envs, episode_seed),
+                 DreamerPolicy(agent, model, seed=cfg.seed), RandomPolicy(space, cfg.seed),
+                 torch.Generator(device=device).manual_seed(cfg.seed), np.random.default_rng(cfg.seed))
+    replay = Replay(frame_shape, () if spaces["discrete"] else (spaces["dim"],),
+                    np.int64 if spaces["discrete"] else np.float32)
+    for episode in load_chunks(out / "replay", progress["iteration"]):
+        replay.add(episode)
+    if saved is not None:
+        _restore(saved, loop, device)
+    else:
+        loop.recorder.reset()
+    return loop, replay, spaces
 
 
 # ------------------------------------------------------------------ the loop
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dict[str, Any]:
@@ -242,115 +261,71 @@ def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dic
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
-    env = gym.make(cfg.task)
-    space = env.action_space
-    discrete = isinstance(space, gym.spaces.Discrete)
-    kind = "discrete" if discrete else "continuous"
-    dim = int(space.n) if discrete else int(space.shape[0])
-    low = None if discrete else tuple(float(v) for v in space.low)
-    high = None if discrete else tuple(float(v) for v in space.high)
-    frame_shape = tuple(env.observation_space.shape)
-    env.close()
-
-    progress_file = out / "online.json"
-    progress = json.loads(progress_file.read_text()) if progress_file.exists() else None
-    if progress is not None and progress["config"]["task"] != cfg.task:
-        raise ValueError(f"{out} holds an online run on {progress['config']['task']!r}, "
-                         f"not {cfg.task!r}; pick another --out")
-    if progress is None:
-        progress = {"config": asdict(cfg), "iteration": 0, "real_steps": 0,
-                    "imagined_steps": 0, "curve": [], "wall_time": 0.0, "episode_returns": []}
-    if (out / "agent").exists():
-        loaded = load_checkpoint(out, device=device)
-        model = loaded.model
-        agent = DreamerAgent.load(out / "agent")
-        trainer = WorldModelTrainer(model, cfg.lr, 100.0, cfg.seed + 1)
-        trainer.load_state(load_trainer_state(out), loaded.config["trainer"])
-    else:
-        spec = make_spec("rssm", frame_shape, kind, dim, low, high, cfg.preset,
-                         parse_overrides(cfg.overrides))
-        model = build_model(spec).to(device)
-        agent = DreamerAgent(spec, agent_cfg)
-        trainer = WorldModelTrainer(model, cfg.lr, 100.0, cfg.seed + 1)
-    agent.to(device)
-
-    replay = Replay(frame_shape, () if discrete else (dim,), np.int64 if discrete else np.float32)
-    for episode in load_chunks(out / "replay", progress["iteration"]):
-        replay.add(episode)
-    collector = RealCollector(cfg.task, cfg.num_envs, cfg.seed + 1000 * progress["iteration"])
-    generator = torch.Generator(device=device).manual_seed(cfg.seed + progress["iteration"])
-    rng = np.random.default_rng(cfg.seed + progress["iteration"])
-    policy = DreamerPolicy(agent, model, seed=cfg.seed + progress["iteration"])
-    random_policy = RandomPolicy(space, cfg.seed)
+    loop, replay, spaces = _build(cfg, agent_cfg, out, device)
+    progress, model, agent, recorder = loop.progress, loop.model, loop.agent, loop.recorder
+    kind, dim, low, high = spaces["kind"], spaces["dim"], spaces["low"], spaces["high"]
     writer = tensorboard_writer(out, cfg.tensorboard)
     bar = tqdm(total=cfg.real_steps, initial=progress["real_steps"], desc="online",
                unit="step", disable=not cfg.progress)
     started = time.perf_counter() - progress["wall_time"]
     next_eval = (progress["real_steps"] // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else 0
-    while progress["real_steps"] < cfg.real_steps:
-        iteration = progress["iteration"] + 1
-        prefilling = progress["real_steps"] < cfg.prefill
-        steps = cfg.prefill if prefilling else cfg.steps_per_iteration
-        steps = min(steps, cfg.real_steps - progress["real_steps"])
-        model.eval()
-        episodes = collector.collect(random_policy if prefilling else policy, steps)
-        for episode in episodes:
-            replay.add(episode)
-        save_chunk(out / "replay", iteration, episodes)
-        progress["real_steps"] += steps
-        progress["episode_returns"] += [float(e["rewards"].sum()) for e in episodes]
-        bar.update(steps)
-        metrics: dict[str, float] = {}
-        if len(replay.offsets) > 2:
-            data = replay.dataset(kind, dim, low, high)
-            updates = cfg.model_updates * (5 if prefilling else 1)
-            for _ in range(updates):
-                metrics = trainer.update(data, cfg.batch_size, cfg.seq_len)
-            starts = ReplayStarts(model, data, agent.cfg.batch_size, cfg.start_pool,
-                                  cfg.start_length, rng)
-            agent_metrics = train_in_imagination(agent, model, starts, cfg.agent_updates,
-                                                 generator, progress=False)
-            progress["imagined_steps"] += int(agent_metrics.get("imagined_steps", 0))
-            metrics.update(agent_metrics)
-        if cfg.eval_every and progress["real_steps"] >= next_eval or \
-                progress["real_steps"] >= cfg.real_steps:
-            result = evaluate_policy(DreamerPolicy(agent, model), cfg.task, cfg.eval_episodes,
-                                     seed=10_000 + cfg.seed)
-            progress["curve"].append([progress["real_steps"], result.mean])
-            next_eval += cfg.eval_every
-        recent = progress["episode_returns"][-10:]
-        bar.set_postfix(model_loss=f"{metrics.get('loss', float('nan')):.3g}",
-                        real_return=f"{np.mean(recent) if recent else float('nan'):.1f}",
-                        eval=progress["curve"][-1][1] if progress["curve"] else "-")
+    try:
+        while progress["real_steps"] < cfg.real_steps:
+            iteration = progress["iteration"] + 1
+            prefilling = progress["real_steps"] < cfg.prefill
+            steps = cfg.prefill if prefilling else cfg.steps_per_iteration
+            steps = min(steps, cfg.real_steps - progress["real_steps"])
+            model.eval()
+            acting = loop.random_policy if prefilling else loop.policy
+            finished = []
+            for _ in range(0, steps, recorder.num_envs):
+                action, _ = acting.predict(recorder.obs, episode_start=recorder.episode_start,
+                                           deterministic=False)
+                finished += recorder.step(np.asarray(action))
+            episodes = [e.model_aligned(spaces["discrete"]) for e in finished]
+            for episode in episodes:
+                replay.add(episode)
+            save_chunk(out / "replay", iteration, episodes)
+            progress["real_steps"] += steps
+            progress["episode_returns"] += [float(e["rewards"].sum()) for e in episodes]
+            bar.update(steps)
+            metrics: dict[str, float] = {}
+            if len(replay.offsets) > 2:
+                data = replay.dataset(kind, dim, low, high)
+                updates = cfg.model_updates * (5 if prefilling else 1)
+                for _ in range(updates):
+                    metrics = loop.trainer.update(data, cfg.batch_size, cfg.seq_len)
+                starts = ReplayStarts(model, data, agent.cfg.batch_size, cfg.start_pool,
+                                      cfg.start_length, loop.rng)
+                agent_metrics = train_in_imagination(agent, model, starts, cfg.agent_updates,
+                                                     loop.generator, progress=False)
+                progress["imagined_steps"] += int(agent_metrics.get("imagined_steps", 0))
+                metrics.update(agent_metrics)
+            if cfg.eval_every and progress["real_steps"] >= next_eval or \
+                    progress["real_steps"] >= cfg.real_steps:
+                result = evaluate_policy(DreamerPolicy(agent, model), cfg.task, cfg.eval_episodes,
+                                         seed=10_000 + cfg.seed)
+                progress["curve"].append([progress["real_steps"], result.mean])
+                next_eval += cfg.eval_every
+            recent = progress["episode_returns"][-10:]
+            bar.set_postfix(model_loss=f"{metrics.get('loss', float('nan')):.3g}",
+                            real_return=f"{np.mean(recent) if recent else float('nan'):.1f}",
+                            eval=progress["curve"][-1][1] if progress["curve"] else "-")
+            if writer is not None:
+                for key, value in metrics.items():
+                    writer.add_scalar(f"online/{key}", value, progress["real_steps"])
+                if recent:
+                    writer.add_scalar("real/episode_return", float(np.mean(recent)), progress["real_steps"])
+                if progress["curve"] and progress["curve"][-1][0] == progress["real_steps"]:
+                    writer.add_scalar("real/eval_return", progress["curve"][-1][1], progress["real_steps"])
+            progress["metrics"] = metrics
+            progress["iteration"] = iteration
+            progress["wall_time"] = time.perf_counter() - started
+            _commit(out, loop, replay, spaces, cfg.task)
+    finally:
+        bar.close()
+        recorder.envs.close()
         if writer is not None:
-            for key, value in metrics.items():
-                writer.add_scalar(f"online/{key}", value, progress["real_steps"])
-            if recent:
-                writer.add_scalar("real/episode_return", float(np.mean(recent)), progress["real_steps"])
-            if progress["curve"] and progress["curve"][-1][0] == progress["real_steps"]:
-                writer.add_scalar("real/eval_return", progress["curve"][-1][1], progress["real_steps"])
-        progress["metrics"] = metrics
-        progress["iteration"] = iteration
-        progress["wall_time"] = time.perf_counter() - started
-        _save(out, trainer, agent, replay, kind, dim, low, high, progress, cfg)
-    bar.close()
-    if writer is not None:
-        writer.close()
+            writer.close()
     return progress
-
-
-def _save(out: Path, trainer: WorldModelTrainer, agent: DreamerAgent, replay: Replay,
-          kind: str, dim: int, low, high, progress: dict[str, Any], cfg: OnlineConfig) -> None:
-    """Checkpoint model, agent, then the progress record (the commit point)."""
-    data = replay.dataset(kind, dim, low, high)
-    eligible = data.episode_lengths > trainer.model.spec.context_len
-    if eligible.any():
-        contexts = data.contexts(256, trainer.model.spec.context_len,
-                                 np.random.default_rng(progress["iteration"]))
-        config = {"task": cfg.task, "dataset": f"online:{out}", "online": True}
-        save_run_checkpoint(out, trainer, contexts, config)
-        agent.save(out / "agent", world_model=out / "checkpoint",
-                   extra={"task": cfg.task, "real_steps": progress["real_steps"]})
-    _write_json(out / "online.json", progress)

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from world_models.base import ModelSpec, State, WorldModel, repeat_rows, state_batch_size
 from world_models.filter import ModelFilter
+from world_models.imagine import imagine
 
 PlannerMethod = Literal["random", "cem", "mppi"]
 ValueFn = Callable[[Tensor], Tensor]
@@ -255,21 +256,6 @@ def sample_categorical(probs: Tensor, num: int, generator: torch.Generator | Non
     return index.clamp_max(probs.shape[-1] - 1)
 
 
-def imagine(
-    model: WorldModel, start: State, actions: Tensor, generator: torch.Generator | None
-) -> tuple[Tensor, Tensor, State]:
-    """Roll plans out in one batch: start (M rows), actions (M, H) or (M, H, A) ->
-    rewards (H, M), continues (H, M) and the final state."""
-    rewards, continues = [], []
-    state = start
-    for t in range(actions.shape[1]):
-        transition = model.step(state, actions[:, t], generator)
-        state = transition.state
-        rewards.append(transition.reward.float())  # (M,)
-        continues.append(transition.cont_prob.float())  # (M,)
-    return torch.stack(rewards), torch.stack(continues), state
-
-
 # ---------------------------------------------------------------------------------- the planner
 
 
@@ -417,11 +403,11 @@ class Planner:
         batch, num = actions.shape[:2]
         start = repeat_rows(state, num)  # (B * N, ...)
         flat = actions.reshape((batch * num,) + actions.shape[2:])  # (B * N, H, ...)
-        rewards, continues, last = imagine(self.model, start, flat, self.generator)
+        out = imagine(self.model, start, flat, noise=self.generator)  # rewards, continues (H, B * N)
         bootstrap = None
         if self.value_fn is not None:
-            bootstrap = self.value_fn(self.model.features(last)).reshape(-1).float()  # (B * N,)
-        returns = plan_returns(rewards, continues, self.cfg.discount, bootstrap)  # (B * N,)
+            bootstrap = self.value_fn(self.model.features(out.state)).reshape(-1).float()  # (B * N,)
+        returns = plan_returns(out.rewards, out.continues, self.cfg.discount, bootstrap)  # (B * N,)
         return returns.reshape(batch, num)
 
     def _random_shooting(self, state: State, batch: int) -> Tensor:

@@ -9,13 +9,14 @@ observations (latent features through the world model, or stacked frames).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from agents.evaluate import FrameStackPolicy, LatentPolicy, evaluate_policy
+from video_envs.sb3_zip import sidecar_path
+from world_models.atomic import write_json_atomic
 
 ALGOS = ("ppo", "a2c", "dqn", "sac", "td3")
 """SB3 algorithms vwm knows how to configure."""
@@ -92,9 +93,7 @@ def _build(algo: str, env: Any, pixels: bool, cfg: SB3Config):
 
 def write_sidecar(zip_path: Path, meta: dict[str, Any]) -> None:
     """Write the ``.vwm.json`` that tells `agents.evaluate.load_policy` how to feed the model."""
-    from agents.evaluate import sidecar_path
-
-    sidecar_path(zip_path).write_text(json.dumps(meta, indent=2))
+    write_json_atomic(sidecar_path(zip_path), meta)
 
 
 class RealEvalCallback:

@@ -1,7 +1,7 @@
 """Benchmark reports built only from per-run result JSONs: markdown tables, PNG plots, videos.
 
 `build_report(results_dir, out_dir)` reads every result file (`benchmarks.results_schema`),
-aggregates seeds per (suite, task, real-step budget, model preset, method), and writes
+aggregates seeds per (suite, task, real-step budget, model family, model preset, method), and writes
 ``out_dir/README.md`` with PNGs next to it. Aggregation follows Agarwal et al. 2021
 (arXiv:2108.13264): IQM over all evaluation episodes of all seeds, with a percentile
 bootstrap over seeds. The pure aggregation functions come first, the plumbing after.
@@ -31,6 +31,9 @@ METHOD_ORDER = ("random", "ppo_real", "ppo_real_10x", "dreamer", "ppo_imagined_l
 
 GroupKey = tuple[str, str, int]
 """(suite, task, real_step_budget): one table."""
+
+RunKey = tuple[str, str, int, str, str, str]
+"""(suite, task, real_step_budget, family, preset, method): the seeds of one row."""
 
 
 # ---------------------------------------------------------------- pure aggregation
@@ -62,11 +65,12 @@ def seed_bootstrap_iqm(
 
 @dataclass(frozen=True)
 class MethodSummary:
-    """Seeds of one (suite, task, budget, preset, method) aggregated."""
+    """Seeds of one (suite, task, budget, family, preset, method) aggregated."""
 
     suite: str
     task: str
     budget: int
+    family: str
     preset: str
     method: str
     seeds: tuple[int, ...]
@@ -90,27 +94,28 @@ def _method_rank(method: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
-def group_runs(results: Sequence[RunResult]) -> dict[tuple[str, str, int, str, str], list[RunResult]]:
-    """Runs keyed by (suite, task, budget, preset, method), sorted, seeds in order; rejects duplicates."""
-    groups: dict[tuple[str, str, int, str, str], list[RunResult]] = defaultdict(list)
+def group_runs(results: Sequence[RunResult]) -> dict[RunKey, list[RunResult]]:
+    """Runs keyed by (suite, task, budget, family, preset, method), sorted, seeds in order;
+    rejects duplicates."""
+    groups: dict[RunKey, list[RunResult]] = defaultdict(list)
     for r in results:
-        key = (r.suite, r.task, r.real_step_budget, r.model_preset, r.method)
+        key = (r.suite, r.task, r.real_step_budget, r.family, r.model_preset, r.method)
         twin = next((o for o in groups[key] if o.seed == r.seed), None)
         if twin is not None:
             raise ValueError(f"duplicate result for {key} seed {r.seed}: {twin.source} and {r.source}")
         groups[key].append(r)
-    order = sorted(groups, key=lambda k: (k[0], k[1], k[2], _method_rank(k[4]), k[3]))
+    order = sorted(groups, key=lambda k: (k[0], k[1], k[2], _method_rank(k[5]), k[3], k[4]))
     return {k: sorted(groups[k], key=lambda r: r.seed) for k in order}
 
 
 def summarize(results: Sequence[RunResult], resamples: int = 2000, seed: int = 0) -> list[MethodSummary]:
     """Aggregate runs over seeds: return mean ± std, pooled IQM with a seed-bootstrap CI, costs."""
     out = []
-    for (suite, task, budget, preset, method), runs in group_runs(results).items():
+    for (suite, task, budget, family, preset, method), runs in group_runs(results).items():
         means = np.array([np.mean(r.final.returns) for r in runs])
         point, low, high = seed_bootstrap_iqm([r.final.returns for r in runs], resamples=resamples, seed=seed)
         out.append(MethodSummary(
-            suite, task, budget, preset, method, tuple(r.seed for r in runs), float(means.mean()),
+            suite, task, budget, family, preset, method, tuple(r.seed for r in runs), float(means.mean()),
             float(means.std(ddof=1)) if len(runs) > 1 else float("nan"), point, low, high,
             float(np.mean([r.real_steps for r in runs])), float(np.mean([r.imagined_steps for r in runs])),
             float(np.mean([r.wall_time for r in runs])),
@@ -121,16 +126,16 @@ def summarize(results: Sequence[RunResult], resamples: int = 2000, seed: int = 0
 def baseline_ratios(summaries: Sequence[MethodSummary], baseline: str = "ppo_real") -> list[float | None]:
     """Each summary's mean return over the baseline method's at the same suite, task and budget.
 
-    The baseline of the same model preset is used, else the only baseline at that budget;
-    None when there is none or its mean is 0.
+    The baseline of the same model family and preset is used, else the only baseline at that
+    budget; None when there is none or its mean is 0.
     """
-    base = {(s.group, s.preset): s.mean for s in summaries if s.method == baseline}
+    base = {(s.group, s.family, s.preset): s.mean for s in summaries if s.method == baseline}
     per_group: dict[GroupKey, list[float]] = defaultdict(list)
-    for (group, _), mean in base.items():
+    for (group, _, _), mean in base.items():
         per_group[group].append(mean)
     ratios: list[float | None] = []
     for s in summaries:
-        ref = base.get((s.group, s.preset))
+        ref = base.get((s.group, s.family, s.preset))
         if ref is None and len(per_group[s.group]) == 1:
             ref = per_group[s.group][0]
         ratios.append(s.mean / ref if ref not in (None, 0.0) else None)
@@ -196,8 +201,8 @@ def _slug(*parts: object) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", "_".join(str(p) for p in parts)).strip("_")
 
 
-def _label(method: str, preset: str, presets: set[str]) -> str:
-    return method if len(presets) == 1 else f"{method} ({preset})"
+def _label(method: str, model: tuple[str, str], models: set[tuple[str, str]]) -> str:
+    return method if len(models) == 1 else f"{method} ({' '.join(model)})"
 
 
 def _mean_of(values: Sequence[float | None]) -> float | None:
@@ -206,23 +211,25 @@ def _mean_of(values: Sequence[float | None]) -> float | None:
 
 
 def _group_section(
-    group: GroupKey, runs: dict[tuple[str, str, int, str, str], list[RunResult]],
+    group: GroupKey, runs: dict[RunKey, list[RunResult]],
     rows: list[tuple[MethodSummary, float | None]], out_dir: Path, baseline: str, show_suite: bool,
 ) -> list[str]:
     """Markdown (and PNGs) for one (suite, task, budget): results, curves, fidelity, dream gap."""
     suite, task, budget = group
-    presets = {s.preset for s, _ in rows}
+    models = {(s.family, s.preset) for s, _ in rows}
     title = f"## {task} — {_steps(budget)} real steps" + (f" (suite `{suite}`)" if show_suite else "")
     lines = [title, ""]
     lines += _table(
-        ["Method", "Preset", "Seeds", "Return (mean ± std)", "IQM [95% CI]", "Real steps",
+        ["Method", "Family", "Preset", "Seeds", "Return (mean ± std)", "IQM [95% CI]", "Real steps",
          "Imagined steps", "Wall time (s)", f"Ratio to {baseline}"],
-        [[s.method, s.preset, str(len(s.seeds)), f"{_num(s.mean)} ± {_num(s.std)}",
+        [[s.method, s.family, s.preset, str(len(s.seeds)), f"{_num(s.mean)} ± {_num(s.std)}",
           f"{_num(s.iqm)} [{_num(s.ci_low)}, {_num(s.ci_high)}]", _steps(s.real_steps),
           _steps(s.imagined_steps), _num(s.wall_time), _num(ratio, 2)] for s, ratio in rows],
     )
-    keyed = {(s.preset, s.method): runs[(suite, task, budget, s.preset, s.method)] for s, _ in rows}
-    curves = {_label(m, p, presets): aggregate_curves([r.curve for r in rs]) for (p, m), rs in keyed.items()}
+    keyed = {(s.family, s.preset, s.method): runs[(suite, task, budget, s.family, s.preset, s.method)]
+             for s, _ in rows}
+    curves = {_label(m, (f, p), models): aggregate_curves([r.curve for r in rs])
+              for (f, p, m), rs in keyed.items()}
     curves = {k: v for k, v in curves.items() if v is not None}
     if curves:
         name = f"curves_{_slug(suite, task, budget)}.png"
@@ -235,16 +242,17 @@ def _group_section(
     if fid:
         horizons = sorted({h for rs in fid.values() for r in rs for h in psnr_horizons(r.fidelity)})
         table = []
-        for (p, m), rs in fid.items():
+        for (f, p, m), rs in fid.items():
             psnr = [_mean_of([psnr_horizons(r.fidelity).get(h) for r in rs]) for h in horizons]
             extra = [_mean_of([r.fidelity.get(k) for r in rs])
                      for k in ("reward_mae", "termination_accuracy")]
-            table.append([m, p, str(len(rs))] + [_num(v, 2) for v in psnr] + [_num(v, 3) for v in extra])
+            table.append([m, f, p, str(len(rs))] + [_num(v, 2) for v in psnr]
+                         + [_num(v, 3) for v in extra])
         lines += ["### Model fidelity (open loop)", ""]
-        lines += _table(["Method", "Preset", "Seeds"] + [f"PSNR h{h} (dB)" for h in horizons]
+        lines += _table(["Method", "Family", "Preset", "Seeds"] + [f"PSNR h{h} (dB)" for h in horizons]
                         + ["Reward MAE", "Termination accuracy"], table)
-        bands = {_label(m, p, presets): aggregate_psnr([r.fidelity for r in rs])
-                 for (p, m), rs in fid.items()}
+        bands = {_label(m, (f, p), models): aggregate_psnr([r.fidelity for r in rs])
+                 for (f, p, m), rs in fid.items()}
         bands = {k: v for k, v in bands.items() if v is not None}
         if bands:
             name = f"psnr_{_slug(suite, task, budget)}.png"
@@ -252,37 +260,38 @@ def _group_section(
             lines += [f"![open-loop PSNR for {task}]({name})", ""]
 
     dream = []
-    for (p, m), rs in keyed.items():
+    for (f, p, m), rs in keyed.items():
         with_dream = [r for r in rs if r.dream_return is not None]
         if with_dream:
             d = float(np.mean([r.dream_return for r in with_dream]))
             real = float(np.mean([np.mean(r.final.returns) for r in with_dream]))
-            dream.append([m, p, str(len(with_dream)), _num(d), _num(real), _num(d - real)])
+            dream.append([m, f, p, str(len(with_dream)), _num(d), _num(real), _num(d - real)])
     if dream:
         lines += ["### Dream vs real return", ""]
-        lines += _table(["Method", "Preset", "Seeds", "Return in the model", "Return on the real task",
-                         "Gap (dream − real)"], dream)
+        lines += _table(["Method", "Family", "Preset", "Seeds", "Return in the model",
+                         "Return on the real task", "Gap (dream − real)"], dream)
     return lines
 
 
 def _throughput_section(results: Sequence[RunResult], out_dir: Path) -> list[str]:
-    keyed: dict[tuple[str, str, str], list[dict[str, float]]] = defaultdict(list)
+    keyed: dict[tuple[str, str, str, str], list[dict[str, float]]] = defaultdict(list)
     for r in results:
         if r.throughput and r.throughput.get("imagined_steps_per_s") and r.throughput.get("real_steps_per_s"):
-            keyed[(r.task, r.method, r.model_preset)].append(r.throughput)
+            keyed[(r.task, r.method, r.family, r.model_preset)].append(r.throughput)
     if not keyed:
         return []
     rows, labels, imag, real = [], [], [], []
-    for (task, method, preset) in sorted(keyed, key=lambda k: (k[0], _method_rank(k[1]), k[2])):
-        i = float(np.mean([t["imagined_steps_per_s"] for t in keyed[(task, method, preset)]]))
-        e = float(np.mean([t["real_steps_per_s"] for t in keyed[(task, method, preset)]]))
-        rows.append([task, method, preset, _num(i, 0), _num(e, 0), f"{i / e:.1f}x"])
+    for key in sorted(keyed, key=lambda k: (k[0], _method_rank(k[1]), k[2], k[3])):
+        task, method, family, preset = key
+        i = float(np.mean([t["imagined_steps_per_s"] for t in keyed[key]]))
+        e = float(np.mean([t["real_steps_per_s"] for t in keyed[key]]))
+        rows.append([task, method, family, preset, _num(i, 0), _num(e, 0), f"{i / e:.1f}x"])
         labels.append(f"{task.split('/')[-1]}\n{method}")
         imag.append(i)
         real.append(e)
     plots.plot_throughput(labels, imag, real, out_dir / "throughput.png")
     return ["## Imagination throughput", ""] + _table(
-        ["Task", "Method", "Preset", "Imagined steps/s", "Real env steps/s", "Speed-up"], rows,
+        ["Task", "Method", "Family", "Preset", "Imagined steps/s", "Real env steps/s", "Speed-up"], rows,
     ) + ["![imagined vs real throughput](throughput.png)", ""]
 
 
@@ -293,17 +302,18 @@ def _link(r: RunResult, rel: str, results_dir: Path, out_dir: Path) -> str:
 
 def _videos_section(results: Sequence[RunResult], results_dir: Path, out_dir: Path) -> list[str]:
     rows = []
-    for r in sorted(results, key=lambda r: (r.task, _method_rank(r.method), r.model_preset, r.seed)):
+    for r in sorted(results, key=lambda r: (r.task, _method_rank(r.method), r.family, r.model_preset,
+                                           r.seed)):
         if not r.videos:
             continue
         gif, mp4 = r.videos.get("gif"), r.videos.get("mp4")
-        rows.append([r.task, r.method, r.model_preset, str(r.seed),
+        rows.append([r.task, r.method, r.family, r.model_preset, str(r.seed),
                      f"![real vs imagined]({_link(r, gif, results_dir, out_dir)})" if gif else "—",
                      f"[mp4]({_link(r, mp4, results_dir, out_dir)})" if mp4 else "—"])
     if not rows:
         return []
     return ["## Real | imagined videos", ""] + _table(
-        ["Task", "Method", "Preset", "Seed", "Real \\| imagined (gif)", "Video"], rows)
+        ["Task", "Method", "Family", "Preset", "Seed", "Real \\| imagined (gif)", "Video"], rows)
 
 
 def _repro_section(results: Sequence[RunResult], runs: dict, results_dir: Path) -> list[str]:
@@ -319,9 +329,9 @@ def _repro_section(results: Sequence[RunResult], runs: dict, results_dir: Path) 
                     [[k, ", ".join(sorted(v))] for k, v in sorted(versions.items())])
     lines += ["### Hardware", ""] + [f"- {hw} ({n} runs)" for hw, n in sorted(hardware.items())] + [""]
     lines += ["### Runs", ""] + _table(
-        ["Suite", "Task", "Budget", "Method", "Preset", "Seeds", "Config hash(es)"],
-        [[s, t, str(b), m, p, ", ".join(str(r.seed) for r in rs),
-          ", ".join(sorted({f"`{r.config_hash}`" for r in rs}))] for (s, t, b, p, m), rs in runs.items()])
+        ["Suite", "Task", "Budget", "Method", "Family", "Preset", "Seeds", "Config hash(es)"],
+        [[s, t, str(b), m, f, p, ", ".join(str(r.seed) for r in rs),
+          ", ".join(sorted({f"`{r.config_hash}`" for r in rs}))] for (s, t, b, f, p, m), rs in runs.items()])
     files = sorted(Path(os.path.relpath(r.source, results_dir)).as_posix() for r in results if r.source)
     return lines + ["### Result files", ""] + [f"- `{f}`" for f in files] + [""]
 

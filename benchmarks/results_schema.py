@@ -1,6 +1,7 @@
 """One benchmark run's result as data: the JSON record every report is built from.
 
-A run is one (task, method, seed, real-step budget, model preset). Its JSON holds the
+A run is one (task, method, seed, real-step budget, model family, model preset). Files
+written before model families existed have no ``family`` key: they are read as ``rssm``. Its JSON holds the
 learning curve, the final real-env evaluation, step counts, optional model fidelity,
 throughput, dream return and video paths, and what is needed to reproduce it (versions,
 config and its hash, hardware). Reports read these files and nothing else.
@@ -13,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from world_models.atomic import write_text_atomic
 
 SCHEMA_VERSION = 1
 
@@ -27,8 +29,11 @@ REQUIRED_KEYS: tuple[str, ...] = (
 )
 """Keys every result JSON must have (the optional ones may be null or absent)."""
 
-OPTIONAL_KEYS: tuple[str, ...] = ("dream_return", "fidelity", "throughput", "videos")
-"""Keys that may be null or missing: the report skips what they feed."""
+OPTIONAL_KEYS: tuple[str, ...] = ("dream_return", "fidelity", "throughput", "videos", "family")
+"""Keys that may be null or missing: the report skips what they feed (``family``: rssm)."""
+
+DEFAULT_FAMILY = "rssm"
+"""The family of result files that name none (written before families were an axis)."""
 
 FINAL_KEYS: tuple[str, ...] = ("returns", "lengths", "eval_seeds", "mean", "iqm")
 """Keys of the ``final`` real-env evaluation."""
@@ -81,6 +86,8 @@ class RunResult:
     """``imagined_steps_per_s`` and ``real_steps_per_s``."""
     videos: dict[str, str] | None = None
     """``{"mp4": path, "gif": path}``, relative to the result file's folder."""
+    family: str = DEFAULT_FAMILY
+    """The world-model family of model-based methods (model-free ones keep the suite's)."""
     source: Path | None = field(default=None, compare=False)
     """The file this result was loaded from (not part of the JSON)."""
 
@@ -126,6 +133,7 @@ class RunResult:
         values = {k: data.get(k) for k in known}
         values["final"] = FinalEval(**{k: final[k] for k in FINAL_KEYS})
         values["curve"] = [[p[0], p[1]] for p in data["curve"]]
+        values["family"] = values["family"] or DEFAULT_FAMILY
         return cls(**values, source=Path(source) if source is not None else None)
 
     @classmethod
@@ -146,20 +154,20 @@ class RunResult:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the JSON record atomically (temporary name, then rename); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, self.to_json() + "\n")
 
     def filename(self) -> str:
-        """A file name unique per (suite, task, method, budget, preset, seed)."""
-        task = "".join(c if c.isalnum() or c in "-." else "_" for c in self.task)
-        return (
-            f"{self.suite}__{task}__{self.method}__{self.real_step_budget}__"
-            f"{self.model_preset}__seed{self.seed}.json"
-        )
+        """A file name unique per (suite, task, method, budget, family, preset, seed)."""
+        return result_filename(self.suite, self.task, self.method, self.real_step_budget,
+                               self.family, self.model_preset, self.seed)
+
+
+def result_filename(suite: str, task: str, method: str, budget: int, family: str, preset: str,
+                    seed: int) -> str:
+    """The result file name of one run (rssm runs keep the name they had before families)."""
+    task = "".join(c if c.isalnum() or c in "-." else "_" for c in task)
+    model = preset if family == DEFAULT_FAMILY else f"{family}-{preset}"
+    return f"{suite}__{task}__{method}__{budget}__{model}__seed{seed}.json"
 
 
 def load_results(folder: str | os.PathLike) -> list[RunResult]:

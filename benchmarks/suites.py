@@ -1,4 +1,4 @@
-"""Benchmark suites as data: tasks x methods x seeds x real-step budgets x model presets.
+"""Benchmark suites as data: tasks x methods x seeds x real-step budgets x model families x presets.
 
 Methods:
 - ``random``: uniformly random actions.
@@ -9,12 +9,17 @@ Methods:
 - ``dreamer_offline``: Dreamer trained in a model learned from `budget` random real steps.
 - ``<algo>_imagined_latent`` / ``<algo>_imagined_pixels``: SB3 trained inside that model.
 - ``random_shooting`` / ``cem`` / ``mppi``: planners over that model.
+
+Model-based methods run once per model family and preset; model-free ones (``random``,
+``<algo>_real*``) once per preset, under the suite's first family.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from world_models.families import FAMILIES, make_spec
 
 
 @dataclass(frozen=True)
@@ -34,11 +39,13 @@ class SuiteSettings:
     planner: str = "horizon=12,candidates=128,iterations=3"
     """Planner options (appended to the method name: ``cem:<planner>``)."""
     online: dict[str, Any] = field(default_factory=dict)
-    """Overrides of `agents.online.OnlineConfig` for the ``dreamer`` method."""
+    """Overrides of `agents.online.OnlineConfig` for the ``dreamer`` method (none: the
+    benchmarked CartPole recipe, which is the loop's default)."""
     dreamer: dict[str, Any] = field(default_factory=dict)
     """Overrides of `agents.dreamer.DreamerConfig`."""
-    model_overrides: str = ""
-    """JSON hyper-parameter overrides of the world model."""
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """World-model hyper-parameter overrides per family, e.g. ``{"rssm": {"image_size": 32}}``
+    (a family without an entry keeps its defaults: the preset, or the online recipe)."""
     throughput_envs: int = 1024
     """Rows of the imagined vector env when measuring throughput."""
     video_steps: int = 100
@@ -47,15 +54,53 @@ class SuiteSettings:
 
 @dataclass(frozen=True)
 class Suite:
-    """A grid of runs; each (task, method, seed, budget, preset) writes one result JSON."""
+    """A grid of runs; each (task, method, seed, budget, family, preset) writes one result JSON."""
 
     name: str
+    """Suite name (results go to benchmarks/results/NAME)."""
     tasks: tuple[str, ...]
+    """Real task ids."""
     methods: tuple[str, ...]
+    """Methods (see the module docstring)."""
     seeds: tuple[int, ...]
+    """Seeds."""
     budgets: tuple[int, ...]
+    """Real-step budgets."""
     presets: tuple[str, ...] = ("small",)
+    """World-model size presets."""
     settings: SuiteSettings = field(default_factory=SuiteSettings)
+    """How much work each method gets."""
+    families: tuple[str, ...] = ("rssm",)
+    """World-model families (`world_models.families`)."""
+
+
+def known_families() -> list[str]:
+    """Names of the registered model families."""
+    return sorted(FAMILIES)
+
+
+def validate_suite(suite: Suite) -> Suite:
+    """Check the suite's families and each family's model overrides; returns the suite.
+
+    Raises ValueError naming the suite, the family and the unknown keys.
+    """
+    known = known_families()
+    unknown = [f for f in suite.families if f not in known]
+    if unknown or not suite.families:
+        raise ValueError(f"suite {suite.name!r}: unknown model families {unknown or '()'}; "
+                         f"known families: {known}")
+    strays = sorted(set(suite.settings.model_overrides) - set(suite.families))
+    if strays:
+        raise ValueError(f"suite {suite.name!r}: model overrides for families {strays} that the "
+                         f"suite does not run (its families: {list(suite.families)})")
+    for family, overrides in suite.settings.model_overrides.items():
+        for preset in suite.presets:
+            try:  # a dry run: the family checks its own hyper-parameter names
+                make_spec(family, (64, 64, 3), "discrete", 2, preset=preset, overrides=overrides)
+            except ValueError as error:
+                raise ValueError(f"suite {suite.name!r}: model overrides for family {family!r} "
+                                 f"at preset {preset!r}: {error}") from None
+    return suite
 
 
 CARTPOLE = "vwm/CartPolePixels-v0"
@@ -86,7 +131,7 @@ SUITES: dict[str, Suite] = {
         presets=("small",),
         settings=SuiteSettings(
             model_steps=800, model_seq=16, imagined_steps=100_000, eval_episodes=10,
-            model_overrides='{"image_size": 32}',
+            model_overrides={"rssm": {"image_size": 32}},
             planner="horizon=15,candidates=128,iterations=3", video_steps=100,
             online={"prefill": 2_500, "steps_per_iteration": 500, "model_updates": 40,
                     "agent_updates": 40, "eval_every": 2_500, "eval_episodes": 5},
@@ -112,17 +157,16 @@ SUITES["full"] = replace(
 )
 
 
-# The issue targets, one suite each (`vwm bench cartpole`, ...).
-ONLINE_50K = {"prefill": 2_500, "steps_per_iteration": 500, "model_updates": 60,
-              "agent_updates": 60, "eval_every": 5_000, "eval_episodes": 10}
+# The issue targets, one suite each (`vwm bench cartpole`, ...). The online loop's defaults
+# (`agents.online.OnlineConfig`) are the CartPole recipe, so that suite overrides nothing.
+SMALL_FRAMES = {"rssm": {"image_size": 32}}
 SUITES["cartpole"] = Suite(
     name="cartpole",
     tasks=(CARTPOLE,),
     methods=("random", "ppo_real", "dreamer"),
     seeds=(0,),
     budgets=(50_000,),
-    settings=SuiteSettings(eval_episodes=20, model_overrides='{"image_size": 32}',
-                           online=ONLINE_50K),
+    settings=SuiteSettings(eval_episodes=20),
 )
 SUITES["pendulum"] = Suite(
     name="pendulum",
@@ -131,8 +175,7 @@ SUITES["pendulum"] = Suite(
     seeds=(0,),
     budgets=(5_000,),
     settings=SuiteSettings(eval_episodes=10, model_steps=1500, imagined_steps=50_000,
-                           model_overrides='{"image_size": 32}',
-                           online={**ONLINE_50K, "eval_every": 2_500, "prefill": 1_000}),
+                           model_overrides=SMALL_FRAMES, online={"eval_every": 2_500, "prefill": 1_000}),
 )
 SUITES["minatar"] = Suite(
     name="minatar",
@@ -141,8 +184,7 @@ SUITES["minatar"] = Suite(
     seeds=(0,),
     budgets=(10_000,),
     settings=SuiteSettings(eval_episodes=10, model_steps=1500, imagined_steps=100_000,
-                           model_overrides='{"image_size": 32}',
-                           online={**ONLINE_50K, "eval_every": 2_500}),
+                           model_overrides=SMALL_FRAMES, online={"eval_every": 2_500}),
 )
 SUITES["planners"] = Suite(
     name="planners",
@@ -151,8 +193,7 @@ SUITES["planners"] = Suite(
     seeds=(0,),
     budgets=(20_000,),
     settings=SuiteSettings(eval_episodes=10, model_steps=1500,
-                           model_overrides='{"image_size": 32}',
-                           planner="horizon=15,candidates=128,iterations=3"),
+                           model_overrides=SMALL_FRAMES, planner="horizon=15,candidates=128,iterations=3"),
 )
 
 
@@ -161,3 +202,13 @@ def get_suite(name: str) -> Suite:
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; known suites: {sorted(SUITES)}")
     return SUITES[name]
+
+
+def with_options(suite: Suite, families: tuple[str, ...] | None = None) -> Suite:
+    """`suite` with its families replaced when `families` is given (model overrides of the
+    dropped families are dropped too), validated."""
+    if families:
+        overrides = {f: o for f, o in suite.settings.model_overrides.items() if f in families}
+        suite = replace(suite, families=tuple(families),
+                        settings=replace(suite.settings, model_overrides=overrides))
+    return validate_suite(suite)

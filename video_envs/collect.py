@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import json
 import os
 import shutil
 import time
 import uuid
 import warnings
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +33,15 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from video_envs.recorder import Episode, EpisodeRecorder
+from video_envs.sb3_zip import load_sb3_zip
+from world_models.atomic import swap_in
+
 PolicyFn = Callable[[np.ndarray], np.ndarray]
 """A batched policy: uint8 observations (N, H, W, C) -> actions (N,) or (N, A)."""
 
 FLUSH_STEPS = 5000
 """Finished episodes are written to disk whenever this many steps are buffered."""
-
-SB3_ALGOS = ("PPO", "A2C", "DQN", "SAC", "TD3")
-"""Stable-Baselines3 algorithm classes tried when loading a policy .zip."""
 
 TMP_PREFIX = ".vwm-tmp-"
 """Hidden folders of the Minari root used while writing (Minari skips hidden folders)."""
@@ -98,28 +97,18 @@ class CollectSummary(NamedTuple):
     """Videos written."""
 
 
-@dataclass
-class _Episode:
-    """One episode being recorded."""
+def _to_buffer(episode: Episode) -> Any:
+    """A Minari `EpisodeBuffer` of a recorded episode."""
+    from minari.data_collector import EpisodeBuffer
 
-    seed: int
-    obs: list[np.ndarray]
-    actions: list[np.ndarray]
-    rewards: list[float]
-    terminations: list[bool]
-    truncations: list[bool]
-
-    def to_buffer(self) -> Any:
-        from minari.data_collector import EpisodeBuffer
-
-        return EpisodeBuffer(
-            seed=self.seed,
-            observations=np.stack(self.obs),  # (N + 1, H, W, C)
-            actions=np.stack(self.actions),  # (N,) or (N, A)
-            rewards=np.asarray(self.rewards, dtype=np.float64),  # (N,)
-            terminations=np.asarray(self.terminations, dtype=bool),  # (N,)
-            truncations=np.asarray(self.truncations, dtype=bool),  # (N,)
-        )
+    return EpisodeBuffer(
+        seed=episode.seed,
+        observations=np.stack(episode.obs),  # (N + 1, H, W, C)
+        actions=np.stack(episode.actions),  # (N,) or (N, A)
+        rewards=np.asarray(episode.rewards, dtype=np.float64),  # (N,)
+        terminations=np.asarray(episode.terminations, dtype=bool),  # (N,)
+        truncations=np.asarray(episode.truncations, dtype=bool),  # (N,)
+    )
 
 
 # ---------------------------------------------------------------------------- checks
@@ -192,26 +181,7 @@ def _check_append(dataset: Any, envs: gym.vector.VectorEnv, dataset_id: str) -> 
 
 def _sb3_policy(path: Path, envs: gym.vector.VectorEnv) -> PolicyFn:
     """Load a Stable-Baselines3 model .zip (algorithm detected from the file) as a policy."""
-    import stable_baselines3 as sb3
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not a Stable-Baselines3 model .zip: {error}") from error
-    module = str(data.get("policy_class", {}).get("__module__", ""))
-    order = [name for name in SB3_ALGOS if f".{name.lower()}." in module]
-    order += ["PPO"] if "clip_range" in data else []
-    order += [name for name in SB3_ALGOS if name not in order]
-    model, errors = None, []
-    for name in order:
-        try:
-            model = getattr(sb3, name).load(path, device="cpu")
-            break
-        except Exception as error:  # a wrong class fails in many ways
-            errors.append(f"{name}: {type(error).__name__}")
-    if model is None:
-        raise ValueError(f"could not load {path} with any of {SB3_ALGOS}: {'; '.join(errors)}")
+    model = load_sb3_zip(path)
     shape = envs.single_observation_space.shape
     if model.observation_space.shape not in (shape, (shape[2], shape[0], shape[1])):
         raise ValueError(
@@ -294,13 +264,13 @@ class _Writer:
             shutil.copytree(self.final, self.tmp)
             self.dataset = minari.MinariDataset(self.tmp / "data")
 
-    def write(self, episodes: list[_Episode]) -> None:
+    def write(self, episodes: list[Episode]) -> None:
         """Add finished episodes to the temporary dataset."""
         if not episodes:
             return
         import minari
 
-        buffers = [e.to_buffer() for e in episodes]
+        buffers = [_to_buffer(e) for e in episodes]
         if self.dataset is None:
             with minari_root(self.tmp_root), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=UserWarning, module="minari")
@@ -323,9 +293,7 @@ class _Writer:
         total = self.dataset.total_episodes
         self.final.parent.mkdir(parents=True, exist_ok=True)
         _ensure_namespace(self.cfg.dataset)
-        if self.final.exists():  # append: swap the extended copy in
-            os.replace(self.final, self.tmp_root / "previous")
-        os.replace(self.tmp, self.final)
+        swap_in(self.tmp, self.final, old=self.tmp_root / "previous")  # append: the old copy goes
         return total
 
     def cleanup(self) -> None:
@@ -403,52 +371,28 @@ def _record(
     from tqdm.auto import tqdm
 
     n = cfg.num_envs
-    seeds = [cfg.seed + started + i for i in range(n)]
-    obs, _ = envs.reset(seed=seeds)  # (n, H, W, C)
-    started += n
-    live = [_Episode(s, [obs[i].copy()], [], [], [], []) for i, s in enumerate(seeds)]
-    finished: list[_Episode] = []
+    recorder = EpisodeRecorder(envs, cfg.seed, started)
+    recorder.reset()
+    finished: list[Episode] = []
     videos: list[np.ndarray] = []
     buffered = episodes = recorded = 0
     bar = tqdm(total=cfg.steps, desc=f"collect {cfg.task}", unit="step", disable=not cfg.progress)
     t0 = time.perf_counter()
     while recorded < cfg.steps:
-        actions = _as_actions(policy(obs), envs.single_action_space, n)  # (n,) or (n, A)
-        next_obs, rewards, terms, truncs, _ = envs.step(actions)
+        actions = _as_actions(policy(recorder.obs), envs.single_action_space, n)  # (n,) or (n, A)
         active = min(n, cfg.steps - recorded)  # the last step may record only some envs
-        done = np.zeros(n, dtype=bool)
-        for i in range(active):
-            ep = live[i]
-            ep.obs.append(next_obs[i].copy())
-            ep.actions.append(actions[i])
-            ep.rewards.append(float(rewards[i]))
-            ep.terminations.append(bool(terms[i]))
-            ep.truncations.append(bool(truncs[i]))
-            done[i] = terms[i] or truncs[i]
+        finished += recorder.step(actions, active, reset_finished=recorded + active < cfg.steps)
         recorded += active
         buffered += active
         bar.update(active)
-        obs = next_obs
-        ended = np.flatnonzero(done)
-        finished += [live[i] for i in ended]
-        if len(ended) and recorded < cfg.steps:  # reset now: no NEXT_STEP autoreset step
-            reset_seeds: list[int | None] = [None] * n
-            for i in ended:
-                reset_seeds[i] = cfg.seed + started
-                started += 1
-            obs, _ = envs.reset(seed=reset_seeds, options={"reset_mask": done})
-            for i in ended:
-                live[i] = _Episode(int(reset_seeds[i]), [obs[i].copy()], [], [], [], [])
         if buffered >= FLUSH_STEPS or recorded >= cfg.steps:
             if recorded >= cfg.steps:  # store the unfinished episodes, marked truncated
-                for i, ep in enumerate(live):
-                    if ep.rewards and not done[i]:
-                        ep.truncations[-1] = True
-                        finished.append(ep)
+                finished += recorder.unfinished()
             videos += [np.stack(e.obs) for e in finished[: max(0, cfg.num_videos - len(videos))]]
             writer.write(finished)
             episodes += len(finished)
             finished, buffered = [], 0
+    started = recorder.started
     seconds = time.perf_counter() - t0
     bar.close()
     return (episodes, recorded), videos, started, seconds

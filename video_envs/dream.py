@@ -20,6 +20,7 @@ from video_envs.imagination_core import check_real_spaces
 from video_envs.registration import make_real_env
 from world_models.base import WorldModel
 from world_models.checkpoint import Checkpoint, load_checkpoint
+from world_models.imagine import imagine
 
 
 @dataclass
@@ -101,21 +102,21 @@ def dream_rollout(
     frame, _ = env.reset(seed=seed)
     zeros = torch.zeros((1, 1) + spec.action_shape(), dtype=spec.action_dtype(), device=model_device)
     state = model.init_state(torch.as_tensor(frame, device=model_device)[None, None], zeros)
-    real, imagined = [np.asarray(frame)], [model.decode(state)[0].cpu().numpy()]
-    real_rewards, imagined_rewards = [0.0], [0.0]
+    start_frame = model.decode(state)[0].cpu().numpy()
+    real, real_rewards, actions = [np.asarray(frame)], [0.0], []
     for _ in range(steps):
         action = env.action_space.sample()
         frame, reward, terminated, truncated, _ = env.step(action)
-        act = torch.as_tensor(np.asarray(action), device=model_device).to(spec.action_dtype())[None]
-        transition = model.step(state, act, generator)
-        state = transition.state
+        actions.append(np.asarray(action))
         real.append(np.asarray(frame))
-        imagined.append(model.decode(state)[0].cpu().numpy())
         real_rewards.append(float(reward))
-        imagined_rewards.append(float(transition.reward[0]))
         if terminated or truncated:
             break
     env.close()
+    acts = torch.as_tensor(np.stack(actions), device=model_device).to(spec.action_dtype())[None]
+    out = imagine(model, state, acts, noise=generator, decode=True)  # the same actions, open loop
+    imagined = [start_frame, *out.frames[:, 0].cpu().numpy()]  # type: ignore[index]
+    imagined_rewards = [0.0, *out.rewards[:, 0].tolist()]
     return DreamRollout(
         _rgb(np.stack(real)),
         _rgb(np.stack(imagined)),

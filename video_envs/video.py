@@ -6,11 +6,12 @@ Frames are uint8 ``(T, H, W, 3)`` or ``(T, H, W, 1)`` (grey, stacked to RGB on w
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from world_models.atomic import atomic_file
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -61,22 +62,18 @@ def write_video(
         if pad_h or pad_w:
             frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_name = str(path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{suffix}"))
     clip = ImageSequenceClip(list(frames), fps=fps)
     try:
-        if suffix == ".gif":
-            clip.write_gif(tmp_name, fps=fps, logger=None)
-        else:
-            clip.write_videofile(
-                tmp_name, fps=fps, codec="libx264", audio=False, logger=None,
-                pixel_format="yuv420p",
-            )
-        os.replace(tmp_name, path)
+        with atomic_file(path) as tmp:
+            if suffix == ".gif":
+                clip.write_gif(str(tmp), fps=fps, logger=None)
+            else:
+                clip.write_videofile(
+                    str(tmp), fps=fps, codec="libx264", audio=False, logger=None,
+                    pixel_format="yuv420p",
+                )
     finally:
         clip.close()
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
     return path
 
 

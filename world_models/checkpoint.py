@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from world_models.atomic import swap_in
 from world_models.base import ModelSpec, WorldModel
 from world_models.families import build_model
 
@@ -137,20 +138,6 @@ def save_checkpoint(
     if trainer_state is not None:
         save_file({k: v.cpu().contiguous() for k, v in trainer_state.items()}, str(tmp / TRAINER_FILE))
     return swap_in(tmp, path)
-
-
-def swap_in(tmp: Path, path: Path) -> Path:
-    """Replace folder `path` by the finished folder `tmp` with two renames.
-
-    A kill between them leaves ``<path>.old`` (picked up by `resolve_checkpoint_dir`).
-    """
-    old = path.with_name(path.name + ".old")
-    if path.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
-    return path
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

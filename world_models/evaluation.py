@@ -7,6 +7,7 @@ from torch import Tensor
 
 from world_models.base import WorldModel
 from world_models.data import SequenceBatch
+from world_models.imagine import imagine
 
 
 def psnr(prediction: Tensor, target: Tensor) -> Tensor:
@@ -26,14 +27,8 @@ def open_loop_rollout(
     probabilities (B, H'), where H' = T - context_len.
     """
     state = model.init_state(batch.frames[:, :context_len], batch.actions[:, :context_len])
-    frames, rewards, conts = [], [], []
-    for t in range(context_len, batch.frames.shape[1]):
-        transition = model.step(state, batch.actions[:, t], generator)
-        state = transition.state
-        frames.append(model.decode(state))
-        rewards.append(transition.reward)
-        conts.append(transition.cont_prob)
-    return torch.stack(frames, 1), torch.stack(rewards, 1), torch.stack(conts, 1)
+    out = imagine(model, state, batch.actions[:, context_len:], noise=generator, decode=True)
+    return out.frames.transpose(0, 1), out.rewards.T, out.continues.T  # type: ignore[union-attr]
 
 
 def open_loop_metrics(

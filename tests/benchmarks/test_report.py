@@ -66,7 +66,7 @@ def results_dir(tmp_path: Path) -> Path:
 
 
 def _row(markdown: str, method: str) -> list[str]:
-    line = next(ln for ln in markdown.splitlines() if ln.startswith(f"| {method} | small | 3 | "))
+    line = next(ln for ln in markdown.splitlines() if ln.startswith(f"| {method} | rssm | small | 3 | "))
     return [c.strip() for c in line.strip("|").split("|")]
 
 
@@ -106,15 +106,15 @@ def test_report_tables_plots_and_determinism(results_dir: Path, tmp_path: Path):
     text = readme.read_text()
 
     ppo = _row(text, "ppo_real")
-    assert ppo[3:] == ["25.0 ± 0.0", "25.0 [25.0, 25.0]", "50k", "0", "101.0", "1.00"]
+    assert ppo[4:] == ["25.0 ± 0.0", "25.0 [25.0, 25.0]", "50k", "0", "101.0", "1.00"]
     dreamer = _row(text, "dreamer")
-    assert dreamer[3] == "30.0 ± 26.5"
-    low, high = map(float, re.fullmatch(r"25\.0 \[(.+), (.+)\]", dreamer[4]).groups())
+    assert dreamer[4] == "30.0 ± 26.5"
+    low, high = map(float, re.fullmatch(r"25\.0 \[(.+), (.+)\]", dreamer[5]).groups())
     assert 10.0 <= low < 25.0 < high <= 60.0
-    assert dreamer[5:] == ["50k", "1.23M", "101.0", "1.20"]  # ratio 30 / 25
+    assert dreamer[6:] == ["50k", "1.23M", "101.0", "1.20"]  # ratio 30 / 25
 
-    assert "| dreamer | small | 3 | 51.0 | 30.0 | 21.0 |" in text  # dream vs real
-    assert "| dreamer | small | 3 | 31.00 | 25.00 | 20.00 | 0.100 | 0.900 |" in text  # fidelity
+    assert "| dreamer | rssm | small | 3 | 51.0 | 30.0 | 21.0 |" in text  # dream vs real
+    assert "| dreamer | rssm | small | 3 | 31.00 | 25.00 | 20.00 | 0.100 | 0.900 |" in text  # fidelity
     assert "200.0x" in text  # imagined over real throughput
     for link in re.findall(r"\]\(([^)]+\.(?:gif|mp4))\)", text):
         assert (out / link).is_file(), link
@@ -163,9 +163,24 @@ def test_loader_rejects_missing_final_key(tmp_path: Path):
 def test_round_trip_and_config_hash(tmp_path: Path):
     record = _record("dreamer", 1, [3.0, 4.0])
     result = RunResult.from_dict(record)
-    assert json.loads(result.to_json()) == record
+    assert json.loads(result.to_json()) == {**record, "family": "rssm"}  # old files: rssm
     path = result.save(tmp_path / result.filename())
     assert RunResult.load(path) == result
     assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
     assert len(config_hash({})) == 12
+
+
+def test_two_families_at_one_preset_keep_apart(tmp_path: Path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    names = set()
+    for family in ("rssm", "other"):
+        record = {**_record("dreamer", 0, [10.0 if family == "rssm" else 20.0]), "family": family}
+        result = RunResult.from_dict(record)
+        names.add(result.filename())
+        result.save(folder / result.filename())
+    assert len(names) == 2 and "dreamer__50000__small__seed0.json" in " ".join(names)
+    assert {r.family for r in load_results(folder)} == {"rssm", "other"}
+    text = build_report(folder, tmp_path / "report").read_text()
+    assert "| dreamer | rssm | small | 1 | 10.0" in text and "| dreamer | other | small | 1 | 20.0" in text

@@ -238,22 +238,22 @@ def load_policy(
     if path.is_dir():
         from agents.dreamer import DreamerPolicy, is_dreamer_agent
 
-        for candidate in (path, path / "agent"):
+        for candidate in (path, path / "agent", path / "state" / "agent"):  # agent, online runs
             if is_dreamer_agent(candidate):
                 return DreamerPolicy.load(candidate, device)
         raise ValueError(f"{path} holds neither a Dreamer agent nor an online run's agent")
-    method = spec.split(":", 1)[0]
-    if method in ("random_shooting", "cem", "mppi"):
-        from agents.planning import Planner, parse_planner_spec
+    from agents.planning import PLANNER_NAMES, Planner, parse_planner_spec
 
+    method = spec.split(":", 1)[0].strip().lower()
+    if method in PLANNER_NAMES or (method == "random" and ":" in spec):
         if checkpoint is None:
             raise ValueError(f"planner policy {spec!r} needs --checkpoint (the world model)")
-        return Planner.from_checkpoint(checkpoint, parse_planner_spec(spec))
+        return Planner.from_checkpoint(checkpoint, parse_planner_spec(spec), device=device)
     if not path.exists() and ("/" in spec or spec.endswith(".zip")):
         raise FileNotFoundError(f"policy not found: {spec}")
     raise ValueError(
         f"unknown policy {spec!r}: use random, an SB3 .zip, a Dreamer agent folder, an online "
-        "run folder, or a planner spec (random_shooting|cem|mppi[:key=value,...])"
+        "run folder, or a planner spec (rs|random_shooting|cem|mppi[:key=value,...])"
     )
 
 

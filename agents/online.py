@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ class OnlineConfig:
     """Real envs stepped in parallel."""
     prefill: int = 2_500
     """Real steps collected with a random policy before learning starts."""
-    steps_per_iteration: int = field(default=500, metadata={"aliases": ("--real-steps-per-iter",)})
+    steps_per_iteration: int = 500
     """Real steps collected per iteration."""
     model_updates: int = 60
     """World-model gradient steps per iteration (5x after the prefill)."""

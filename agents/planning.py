@@ -120,6 +120,9 @@ _METHOD_ALIASES: dict[str, str] = {
     "random": "random", "rs": "random", "random_shooting": "random", "shooting": "random",
     "cem": "cem", "mppi": "mppi",
 }
+PLANNER_NAMES: frozenset[str] = frozenset(_METHOD_ALIASES) - {"random"}
+"""Names that start a planner spec (``random`` alone is the random policy, not a planner)."""
+
 _KEY_ALIASES: dict[str, str] = {
     "candidates": "num_candidates", "n": "num_candidates", "h": "horizon",
     "iters": "iterations", "elites": "num_elites", "temp": "temperature", "gamma": "discount",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +15,7 @@ from agents.dreamer_train import DreamerTrainConfig, make_starts, train_in_imagi
 from agents.evaluate import evaluate_policy
 from agents.online import OnlineConfig, run_online
 from agents.sb3 import ALGOS, SB3Config, train_sb3_in_imagination
-from world_models.checkpoint import load_checkpoint
+from world_models.checkpoint import load_checkpoint, read_config
 
 
 @dataclass
@@ -30,6 +30,9 @@ class TrainAgentConfig:
     """Dreamer only: run the online loop on the real task (collect, model, agent, repeat)."""
     task: str | None = None
     """Real task for evaluation (default: the checkpoint's task); required with --online."""
+    family: str | None = None
+    """World-model family: the one --online learns (default rssm); without --online, the
+    family the checkpoint must hold (default: any)."""
     obs_mode: Literal["latent", "pixels"] = "latent"
     """SB3 only: observe model features or decoded frames in imagination."""
     steps: int = 200_000
@@ -44,16 +47,20 @@ class TrainAgentConfig:
     """Real episodes for the final evaluation."""
     num_envs: int = 16
     """SB3 only: parallel imagined envs."""
-    dreamer_batch: int = 256
-    """Dreamer only: imagined trajectories per update."""
-    horizon: int = 15
-    """Dreamer only: imagination horizon of each update."""
     progress: bool = True
     """Show progress bars."""
     seed: int = 0
     """Seed."""
     device: str = "cpu"
     """Torch device."""
+    loop: OnlineConfig = field(default_factory=OnlineConfig, metadata={"flatten": True, "rename": {
+        "num_envs": "real_envs", "steps_per_iteration": "real_steps_per_iter", "batch_size": "model_batch",
+        "seq_len": "model_seq", "lr": "model_lr"}})
+    """--online: the loop's options (task, out, budget, family, preset, seed, device and
+    progress come from the options above)."""
+    agent: DreamerConfig = field(default_factory=DreamerConfig, metadata={"flatten": True, "rename": {
+        "batch_size": "dreamer_batch", "lambda_": "lambda", "grad_clip": "agent_grad_clip"}})
+    """Dreamer only: the actor-critic's hyper-parameters."""
 
 
 def train_dreamer_offline(
@@ -87,20 +94,24 @@ def train_agent_from_config(cfg: TrainAgentConfig) -> dict[str, Any]:
             raise ValueError("--online runs the Dreamer loop; use --algo dreamer")
         if cfg.task is None:
             raise ValueError("--online needs --task (the real task to learn)")
-        online = OnlineConfig(task=cfg.task, out=cfg.out, real_steps=cfg.real_steps,
-                              preset=cfg.preset, seed=cfg.seed, device=cfg.device,
-                              eval_episodes=cfg.eval_episodes, progress=cfg.progress)
-        record = run_online(online)
+        online = replace(cfg.loop, task=cfg.task, out=cfg.out, real_steps=cfg.real_steps,
+                         family=cfg.family or "rssm", preset=cfg.preset, seed=cfg.seed,
+                         device=cfg.device, eval_episodes=cfg.eval_episodes, progress=cfg.progress)
+        record = run_online(online, cfg.agent)
         curve = record["curve"]
         print(f"real return {curve[-1][1]:.1f} after {record['real_steps']} real steps; "
               f"agent: {Path(cfg.out) / 'agent'}")
         return record
     if cfg.checkpoint is None:
         raise ValueError("--checkpoint is required (or use --online with --task)")
+    if cfg.family is not None:
+        held = read_config(cfg.checkpoint)["spec"]["family"]
+        if held != cfg.family:
+            raise ValueError(f"checkpoint {cfg.checkpoint} holds a {held!r} model, "
+                             f"not --family {cfg.family!r}")
     if cfg.algo == "dreamer":
-        agent_cfg = DreamerConfig(batch_size=cfg.dreamer_batch, horizon=cfg.horizon)
         agent, loaded, _ = train_dreamer_offline(cfg.checkpoint, cfg.out, cfg.steps, cfg.seed,
-                                                 cfg.device, agent_cfg, cfg.progress)
+                                                 cfg.device, cfg.agent, cfg.progress)
         task = cfg.task or loaded.task
         if task is None:
             raise ValueError("the checkpoint names no task; pass --task")

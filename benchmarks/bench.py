@@ -7,7 +7,7 @@ from pathlib import Path
 
 from benchmarks.report import build_report
 from benchmarks.runner import run_suite
-from benchmarks.suites import get_suite
+from benchmarks.suites import get_suite, with_options
 
 
 @dataclass
@@ -23,6 +23,10 @@ class BenchConfig:
     """Folder for models, agents and datasets (default: runs/bench/SUITE)."""
     report: bool = False
     """Only (re)build the report from the existing result JSONs."""
+    family: tuple[str, ...] | None = None
+    """Model families to run instead of the suite's (one or more, e.g. --family rssm)."""
+    device: str = "cpu"
+    """Torch device of every model, agent and planner of the suite."""
     baseline: str = "ppo_real"
     """Method the ratio column compares against (at the same real-step budget)."""
     progress: bool = True
@@ -31,11 +35,11 @@ class BenchConfig:
 
 def bench_from_config(cfg: BenchConfig) -> Path:
     """`vwm bench` entry point: returns the report path."""
-    suite = get_suite(cfg.suite)
+    suite = with_options(get_suite(cfg.suite), cfg.family)
     results = Path(cfg.results or f"benchmarks/results/{suite.name}")
     work = Path(cfg.work or f"runs/bench/{suite.name}")
     if not cfg.report:
-        run_suite(suite, results, work, cfg.progress)
+        run_suite(suite, results, work, cfg.progress, cfg.device)
     report = build_report(results, results / "report", baseline=cfg.baseline)
     print(f"report: {report}")
     return report

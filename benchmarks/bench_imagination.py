@@ -20,7 +20,7 @@ machine. A breakdown of the imagined step (bare ``model.step``, ``decode``) and 
 step with/without an explicit outer ``torch.inference_mode`` shows what dominates the cost.
 
 Run: ``python -m benchmarks.bench_imagination [--seconds S] [--rounds R] [--threads T]
-[--checkpoint PATH | --preset small] [--compile] [--json PATH]``.
+[--checkpoint PATH | --family rssm --preset small] [--compile] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class BenchConfig:
     """Options of the benchmark (see ``--help``)."""
 
     checkpoint: str | None = None
+    family: str = "rssm"
     preset: str = "small"
     seconds: float = 2.0
     rounds: int = 3
@@ -134,10 +135,10 @@ def real_contexts(num: int, length: int, seed: int = 0) -> ContextBank:
     return ContextBank(frames=torch.from_numpy(frames), actions=torch.from_numpy(actions))
 
 
-def build_untrained_checkpoint(folder: Path, preset: str, seed: int = 0) -> Path:
-    """An untrained RSSM checkpoint of `preset` for CartPolePixels (speed needs no training)."""
+def build_untrained_checkpoint(folder: Path, preset: str, seed: int = 0, family: str = "rssm") -> Path:
+    """An untrained checkpoint of `family` at `preset` for CartPolePixels (speed needs no training)."""
     torch.manual_seed(seed)
-    spec = make_spec("rssm", (SIZE, SIZE, 3), "discrete", 2, preset=preset)
+    spec = make_spec(family, (SIZE, SIZE, 3), "discrete", 2, preset=preset)
     model = build_model(spec)
     bank = real_contexts(8, spec.context_len, seed)
     return save_checkpoint(folder, model, bank, {"task": TASK, "note": "untrained, for benchmarks"})
@@ -396,8 +397,9 @@ def resolved_checkpoint(cfg: BenchConfig) -> Iterator[tuple[Path, bool]]:
         yield Path(cfg.checkpoint), False
         return
     with tempfile.TemporaryDirectory(prefix="vwm-bench-imagination-") as tmp:
-        print(f"building an untrained {cfg.preset!r} RSSM checkpoint (speed does not depend on training)")
-        yield build_untrained_checkpoint(Path(tmp) / "checkpoint", cfg.preset, cfg.seed), True
+        print(f"building an untrained {cfg.family} {cfg.preset!r} checkpoint "
+              "(speed does not depend on training)")
+        yield build_untrained_checkpoint(Path(tmp) / "checkpoint", cfg.preset, cfg.seed, cfg.family), True
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
@@ -451,6 +453,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         "model": {
             "checkpoint": None if untrained else str(checkpoint),
             "untrained_preset": cfg.preset if untrained else None,
+            "untrained_family": cfg.family if untrained else None,
             "parameters": params,
         },
         "machine": hardware(),
@@ -493,8 +496,9 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument(
         "--checkpoint", default=None, help="world-model checkpoint (default: untrained, built here)"
     )
+    parser.add_argument("--family", default="rssm", help="model family of the untrained model")
     parser.add_argument(
-        "--preset", default="small", help="RSSM preset of the untrained model (tiny/small/medium)"
+        "--preset", default="small", help="preset of the untrained model (tiny/small/medium)"
     )
     parser.add_argument(
         "--seconds", type=float, default=2.0, help="seconds timed per configuration and round"

@@ -57,6 +57,7 @@ class BenchConfig:
     iterations: int = 4
     seed: int = 0
     threads: int | None = None
+    family: str = "rssm"
     preset: str = "small"
     model_steps: int = 1500
     collect_steps: int = 10_000
@@ -123,8 +124,8 @@ def train_checkpoint(cfg: BenchConfig, workdir: Path) -> Path:
 
     out = Path(cfg.train_out) if cfg.train_out else workdir / "model"
     print(
-        f"no --checkpoint: collecting {cfg.collect_steps} random steps and training a {cfg.preset!r} "
-        f"model for {cfg.model_steps} steps (this takes minutes; --train-out keeps it)",
+        f"no --checkpoint: collecting {cfg.collect_steps} random steps and training a {cfg.family} "
+        f"{cfg.preset!r} model for {cfg.model_steps} steps (this takes minutes; --train-out keeps it)",
         flush=True,
     )
     start = time.perf_counter()
@@ -137,6 +138,7 @@ def train_checkpoint(cfg: BenchConfig, workdir: Path) -> Path:
             TrainConfig(
                 dataset=DATASET,
                 out=str(out),
+                family=cfg.family,
                 preset=cfg.preset,
                 steps=cfg.model_steps,
                 seed=cfg.seed,
@@ -255,7 +257,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--iterations", type=int, default=4, help="CEM/MPPI iterations")
     p.add_argument("--seed", type=int, default=0, help="episode, planner and training seed")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--preset", default="small", help="RSSM preset of the model trained without --checkpoint")
+    p.add_argument("--family", default="rssm", help="model family trained without --checkpoint")
+    p.add_argument("--preset", default="small", help="preset of the model trained without --checkpoint")
     p.add_argument("--model-steps", type=int, default=1500, help="gradient steps of that model")
     p.add_argument("--collect-steps", type=int, default=10_000, help="random real steps it is trained on")
     p.add_argument("--train-out", default=None, help="keep the trained model's run folder here")

@@ -49,14 +49,30 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def add_dataclass_arguments(
-    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()
+    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
+    rename: dict[str, str] | None = None, seen: set[str] | None = None,
 ) -> None:
-    """Add one ``--field-name`` option per field of dataclass `cls`, help from its docstring."""
+    """Add one ``--field-name`` option per field of dataclass `cls`, help from its docstring.
+
+    A field whose metadata has ``flatten`` holds a nested config dataclass: its fields become
+    options too (after the outer ones), named as in its metadata's ``rename`` map; a nested
+    field whose option the outer class already defines shares that option.
+    """
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
+    seen = set() if seen is None else seen
+    rename = rename or {}
+    nested = []
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
+        if f.metadata.get("flatten"):
+            nested.append(f)
+            continue
+        dest = rename.get(f.name, f.name)
+        if dest in seen:
+            continue
+        seen.add(dest)
         tp, optional = _unwrap_optional(hints[f.name])
         default = (
             f.default
@@ -65,13 +81,13 @@ def add_dataclass_arguments(
         )
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         positional = bool(f.metadata.get("positional"))
-        flag = f.name if positional else "--" + f.name.replace("_", "-")
+        flag = dest if positional else "--" + dest.replace("_", "-")
         help_text = docs.get(f.name, "")
         if not required:
             help_text += f" (default: {default})"
         kwargs: dict[str, Any] = {"help": help_text}
         if not positional:
-            kwargs["dest"] = f.name
+            kwargs["dest"] = dest
         origin = typing.get_origin(tp)
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -93,16 +109,28 @@ def add_dataclass_arguments(
         else:
             kwargs["default"] = default
         parser.add_argument(flag, **kwargs)
+    for f in nested:
+        add_dataclass_arguments(parser, hints[f.name], rename=f.metadata.get("rename"), seen=seen)
 
 
-def dataclass_from_args(cls: type[T], namespace: argparse.Namespace, **overrides: Any) -> T:
-    """Build `cls` from parsed options (lists become tuples where the field is a tuple)."""
+def dataclass_from_args(
+    cls: type[T], namespace: argparse.Namespace, rename: dict[str, str] | None = None, **overrides: Any
+) -> T:
+    """Build `cls` from parsed options (lists become tuples where the field is a tuple; nested
+    ``flatten`` fields are built from their own options, see `add_dataclass_arguments`)."""
     hints = typing.get_type_hints(cls)
+    rename = rename or {}
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        if not f.init or not hasattr(namespace, f.name):
+        if not f.init:
             continue
-        value = getattr(namespace, f.name)
+        if f.metadata.get("flatten"):
+            values[f.name] = dataclass_from_args(hints[f.name], namespace, f.metadata.get("rename"))
+            continue
+        dest = rename.get(f.name, f.name)
+        if not hasattr(namespace, dest):
+            continue
+        value = getattr(namespace, dest)
         tp, _ = _unwrap_optional(hints[f.name])
         if typing.get_origin(tp) is tuple and isinstance(value, list):
             value = tuple(value)

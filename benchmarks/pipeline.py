@@ -14,7 +14,7 @@ from typing import Literal
 
 from benchmarks.report import build_report
 from benchmarks.runner import run_suite
-from benchmarks.suites import get_suite
+from benchmarks.suites import get_suite, with_options
 
 
 @dataclass
@@ -29,19 +29,23 @@ class RunConfig:
     """Run folder: OUT/results (JSON, videos), OUT/report (README.md, plots), OUT/work."""
     seed: int | None = None
     """Run a single seed instead of the preset's seeds."""
+    family: str | None = None
+    """World-model family (default: the preset's, rssm)."""
+    device: str = "cpu"
+    """Torch device of every model, agent and planner."""
     progress: bool = True
     """Show progress bars."""
 
 
 def run_pipeline(cfg: RunConfig) -> Path:
     """Run (or resume) the pipeline; returns the report path."""
-    suite = get_suite(cfg.preset)
+    suite = with_options(get_suite(cfg.preset), (cfg.family,) if cfg.family else None)
     if cfg.preset != "full":
         suite = replace(suite, tasks=(cfg.task,))
     if cfg.seed is not None:
         suite = replace(suite, seeds=(cfg.seed,))
     out = Path(cfg.out)
-    run_suite(suite, out / "results", out / "work", cfg.progress)
+    run_suite(suite, out / "results", out / "work", cfg.progress, cfg.device)
     report = build_report(out / "results", out / "report")
     print(f"\nreport: {report}")
     return report

@@ -1,7 +1,8 @@
-"""Execute benchmark runs: one (task, method, seed, budget, preset) -> one result JSON.
+"""Execute benchmark runs: one (task, method, seed, budget, family, preset) -> one result JSON.
 
-Model-based offline methods share one world model per (task, seed, budget, preset),
-learned from `budget` random real steps, so they spend the same real experience. Finished
+Model-based offline methods share one world model per (task, seed, budget, family, preset),
+learned from `budget` random real steps, so they spend the same real experience. Every stage
+runs its models on the suite's torch device. Finished
 runs are skipped, the shared model and the online loop resume, so a killed suite picks up
 where it stopped.
 """
@@ -21,9 +22,17 @@ import numpy as np
 import torch
 
 from agents.evaluate import EvalResult, RandomPolicy, evaluate_policy, load_policy
-from benchmarks.results_schema import SCHEMA_VERSION, FinalEval, RunResult, config_hash
-from benchmarks.suites import Suite, SuiteSettings
+from benchmarks.results_schema import (
+    DEFAULT_FAMILY,
+    SCHEMA_VERSION,
+    FinalEval,
+    RunResult,
+    config_hash,
+    result_filename,
+)
+from benchmarks.suites import Suite, SuiteSettings, validate_suite
 from video_envs.collect import minari_root
+from world_models.atomic import write_json_atomic
 from world_models.checkpoint import package_versions, read_config
 
 
@@ -37,22 +46,36 @@ class RunSpec:
     seed: int
     budget: int
     preset: str
+    family: str = DEFAULT_FAMILY
+
+    @property
+    def model(self) -> str:
+        """The model label in names: the preset, prefixed by the family unless it is rssm."""
+        return self.preset if self.family == DEFAULT_FAMILY else f"{self.family}-{self.preset}"
 
     def slug(self) -> str:
         """A folder-friendly name."""
         task = self.task.split("/")[-1]
-        return f"{task}__{self.method}__{self.budget}__{self.preset}__seed{self.seed}"
+        return f"{task}__{self.method}__{self.budget}__{self.model}__seed{self.seed}"
+
+
+def model_free(method: str) -> bool:
+    """Whether `method` uses no world model (it then runs under the suite's first family only)."""
+    return method == "random" or "_real" in method
 
 
 def expand(suite: Suite) -> list[RunSpec]:
-    """Every run of a suite, in a stable order."""
+    """Every run of a suite (validated), in a stable order."""
+    validate_suite(suite)
     return [
-        RunSpec(suite.name, task, method, seed, budget, preset)
+        RunSpec(suite.name, task, method, seed, budget, preset, family)
         for task in suite.tasks
         for budget in suite.budgets
+        for family in suite.families
         for preset in suite.presets
         for seed in suite.seeds
         for method in suite.methods
+        if family == suite.families[0] or not model_free(method)
     ]
 
 
@@ -65,9 +88,8 @@ def hardware() -> dict[str, Any]:
 
 def result_path(results_dir: Path, spec: RunSpec) -> Path:
     """Where the result JSON of `spec` goes."""
-    task = "".join(c if c.isalnum() or c in "-." else "_" for c in spec.task)
-    return results_dir / (f"{spec.suite}__{task}__{spec.method}__{spec.budget}__"
-                          f"{spec.preset}__seed{spec.seed}.json")
+    return results_dir / result_filename(spec.suite, spec.task, spec.method, spec.budget, spec.family,
+                                         spec.preset, spec.seed)
 
 
 def _is_discrete(task: str) -> bool:
@@ -100,13 +122,19 @@ class SharedModel:
     videos: dict[str, str] | None
 
 
+def model_overrides(settings: SuiteSettings, family: str) -> str | None:
+    """The suite's overrides for `family` as JSON, or None when it has none."""
+    overrides = settings.model_overrides.get(family)
+    return None if overrides is None else json.dumps(overrides)
+
+
 def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Path,
-                 progress: bool) -> SharedModel:
+                 progress: bool, device: str = "cpu") -> SharedModel:
     """Collect `budget` random steps and train the shared model (resuming / reusing)."""
     from video_envs.collect import CollectConfig, collect
     from world_models.train import TrainConfig, train_world_model
 
-    folder = work / f"model__{spec.task.split('/')[-1]}__{spec.budget}__{spec.preset}__seed{spec.seed}"
+    folder = work / f"model__{spec.task.split('/')[-1]}__{spec.budget}__{spec.model}__seed{spec.seed}"
     info_file = folder / "shared.json"
     if info_file.exists():
         info = json.loads(info_file.read_text())
@@ -119,31 +147,33 @@ def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir
 
         if not (Path(get_dataset_path(dataset)) / "data").is_dir():
             collect(CollectConfig(task=spec.task, dataset=dataset, steps=spec.budget,
-                                  seed=spec.seed, progress=progress))
+                                  seed=spec.seed, progress=progress, device=device))
         train_cfg = TrainConfig(
-            dataset=dataset, out=str(folder), preset=spec.preset, steps=settings.model_steps,
+            dataset=dataset, out=str(folder), family=spec.family, preset=spec.preset,
+            steps=settings.model_steps, device=device,
             batch_size=settings.model_batch, seq_len=settings.model_seq, seed=spec.seed,
             eval_every=0, checkpoint_every=max(100, settings.model_steps // 5), resume=True,
-            overrides=settings.model_overrides, progress=progress,
+            overrides=model_overrides(settings, spec.family) or "", progress=progress,
             holdout_episodes=10,
         )
         checkpoint = train_world_model(train_cfg)
     wall = time.perf_counter() - start
     config = read_config(checkpoint)
-    throughput = measure_throughput(checkpoint, spec.task, settings.throughput_envs)
-    videos = write_dream_videos(checkpoint, spec, settings, results_dir)
+    throughput = measure_throughput(checkpoint, spec.task, settings.throughput_envs, device=device)
+    videos = write_dream_videos(checkpoint, spec, settings, results_dir, device)
     shared = SharedModel(checkpoint, spec.budget, wall, config.get("eval"), throughput, videos)
-    info_file.write_text(json.dumps({**asdict(shared), "checkpoint": str(checkpoint)}, indent=2))
+    write_json_atomic(info_file, {**asdict(shared), "checkpoint": str(checkpoint)})
     return shared
 
 
-def measure_throughput(checkpoint: Path, task: str, num_envs: int, seconds: float = 2.0
-                       ) -> dict[str, float]:
+def measure_throughput(checkpoint: Path, task: str, num_envs: int, seconds: float = 2.0,
+                       device: str = "cpu") -> dict[str, float]:
     """Imagined steps/s of the latent vector env against real steps/s of the task (one env)."""
     import video_envs  # noqa: F401
     from video_envs.imagined import WorldModelVectorEnv
 
-    envs = WorldModelVectorEnv(num_envs=num_envs, checkpoint=str(checkpoint), obs_mode="latent")
+    envs = WorldModelVectorEnv(num_envs=num_envs, checkpoint=str(checkpoint), obs_mode="latent",
+                               device=device)
     envs.reset(seed=0)
     actions = np.stack([envs.single_action_space.sample() for _ in range(num_envs)])
     steps, start = 0, time.perf_counter()
@@ -164,14 +194,14 @@ def measure_throughput(checkpoint: Path, task: str, num_envs: int, seconds: floa
 
 
 def write_dream_videos(checkpoint: Path, spec: RunSpec, settings: SuiteSettings,
-                       results_dir: Path) -> dict[str, str]:
+                       results_dir: Path, device: str = "cpu") -> dict[str, str]:
     """Real | imagined side by side from one start and the same actions, mp4 and gif."""
     from video_envs.dream import dream_rollout
     from video_envs.video import side_by_side, write_video
 
-    rollout = dream_rollout(str(checkpoint), spec.task, settings.video_steps, seed=spec.seed)
+    rollout = dream_rollout(str(checkpoint), spec.task, settings.video_steps, seed=spec.seed, device=device)
     frames = side_by_side(rollout.real, rollout.imagined)
-    name = f"videos/{spec.task.split('/')[-1]}__{spec.budget}__{spec.preset}__seed{spec.seed}"
+    name = f"videos/{spec.task.split('/')[-1]}__{spec.budget}__{spec.model}__seed{spec.seed}"
     write_video(results_dir / f"{name}.mp4", frames, fps=15, scale=3)
     write_video(results_dir / f"{name}.gif", frames, fps=15, scale=2)
     return {"mp4": f"{name}.mp4", "gif": f"{name}.gif"}
@@ -181,14 +211,14 @@ def write_dream_videos(checkpoint: Path, spec: RunSpec, settings: SuiteSettings,
 
 
 def imagined_return(policy: Any, checkpoint: Path, episodes: int, seed: int,
-                    obs_mode: str = "latent", frame_stack: int = 1) -> float:
+                    obs_mode: str = "latent", frame_stack: int = 1, device: str = "cpu") -> float:
     """Mean return of `policy` (SB3 predict on imagined observations) inside the model."""
     from stable_baselines3.common.vec_env import VecFrameStack
 
     from video_envs.sb3 import WorldModelSB3VecEnv
 
     n = min(episodes, 16)
-    env = WorldModelSB3VecEnv(n, checkpoint=str(checkpoint), obs_mode=obs_mode)
+    env = WorldModelSB3VecEnv(n, checkpoint=str(checkpoint), obs_mode=obs_mode, device=device)
     if frame_stack > 1:
         env = VecFrameStack(env, frame_stack)
     env.seed(seed)
@@ -213,8 +243,9 @@ class _LatentActor:
 
     @torch.inference_mode()
     def predict(self, obs: np.ndarray, deterministic: bool = True):
-        feats = torch.as_tensor(obs, dtype=torch.float32)
-        return self.agent.actor.to_env(self.agent.actor.mode(feats)).numpy(), None
+        device = next(self.agent.parameters()).device
+        feats = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        return self.agent.actor.to_env(self.agent.actor.mode(feats)).cpu().numpy(), None
 
 
 def _final(result: EvalResult) -> FinalEval:
@@ -222,7 +253,7 @@ def _final(result: EvalResult) -> FinalEval:
 
 
 def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Path,
-            progress: bool = True) -> RunResult:
+            progress: bool = True, device: str = "cpu") -> RunResult:
     """Run one cell of a suite and return its result (not yet saved)."""
     import video_envs  # noqa: F401
 
@@ -242,31 +273,32 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
         steps = spec.budget * (10 if method.endswith("_10x") else 1)
         cfg = SB3Config(algo=algo, steps=steps, seed=spec.seed, num_envs=8,
                         eval_every=max(steps // 5, 1), eval_episodes=min(episodes, 5),
-                        progress=progress)
+                        progress=progress, device=device)
         out = train_sb3_real(spec.task, cfg, run_dir)
-        policy = load_policy(out["path"], spec.task)
+        policy = load_policy(out["path"], spec.task, device=device)
         fields.update(curve=[list(p) for p in out["history"]], real_steps=out["real_steps"])
     elif method == "dreamer":
         from agents.dreamer import DreamerConfig, DreamerPolicy
-        from agents.online import OnlineConfig, run_online
+        from agents.online import OnlineConfig, agent_dir, model_dir, run_online
 
         cfg = OnlineConfig(task=spec.task, out=str(run_dir), real_steps=spec.budget,
-                           preset=spec.preset, seed=spec.seed, progress=progress,
-                           overrides=settings.model_overrides, **settings.online)
+                           family=spec.family, preset=spec.preset, seed=spec.seed, progress=progress,
+                           overrides=model_overrides(settings, spec.family), device=device,
+                           **settings.online)
         online_start = time.perf_counter()
         record = run_online(cfg, DreamerConfig(**settings.dreamer))
         # a resumed loop ran partly in earlier processes: count their time too
         start -= record["wall_time"] - (time.perf_counter() - online_start)
-        policy = DreamerPolicy.load(run_dir / "agent")
+        policy = DreamerPolicy.load(agent_dir(run_dir), device)
         fields.update(curve=record["curve"], real_steps=record["real_steps"],
                       imagined_steps=record["imagined_steps"],
-                      dream_return=imagined_return(_LatentActor(policy.agent), run_dir / "checkpoint",
-                                                   min(episodes, 10), spec.seed))
+                      dream_return=imagined_return(_LatentActor(policy.agent), model_dir(run_dir),
+                                                   min(episodes, 10), spec.seed, device=device))
     else:
-        shared = ensure_model(spec, settings, work, results_dir, progress)
+        shared = ensure_model(spec, settings, work, results_dir, progress, device)
         fields.update(real_steps=shared.real_steps, fidelity=shared.fidelity,
                       throughput=shared.throughput, videos=shared.videos)
-        policy = _offline_method(spec, settings, shared, run_dir, fields, episodes, progress)
+        policy = _offline_method(spec, settings, shared, run_dir, fields, episodes, progress, device)
     result = evaluate_policy(policy, spec.task, episodes, seed=eval_seed, policy_name=method)
     wall = time.perf_counter() - start
     curve = fields.pop("curve") or [[fields["real_steps"], result.mean]]
@@ -277,12 +309,12 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
         schema=SCHEMA_VERSION, suite=spec.suite, task=spec.task, method=method, seed=spec.seed,
         real_step_budget=spec.budget, model_preset=spec.preset, curve=curve,
         final=_final(result), wall_time=wall, versions=package_versions(), config=config,
-        config_hash=config_hash(config), hardware=hardware(), **fields,
+        config_hash=config_hash(config), hardware=hardware(), family=spec.family, **fields,
     )
 
 
 def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel, run_dir: Path,
-                    fields: dict[str, Any], episodes: int, progress: bool) -> Any:
+                    fields: dict[str, Any], episodes: int, progress: bool, device: str = "cpu") -> Any:
     """Train/build a policy inside the shared model; fills imagined steps and dream return."""
     method = spec.method
     if method in ("random_shooting", "cem", "mppi"):
@@ -291,7 +323,7 @@ def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel,
         cfg = parse_planner_spec(f"{method}:{settings.planner}")
         if cfg.method == "random":  # same imagined steps per action as CEM/MPPI
             cfg = replace(cfg, num_candidates=cfg.num_candidates * cfg.iterations, iterations=1)
-        planner = Planner.from_checkpoint(shared.checkpoint, cfg)
+        planner = Planner.from_checkpoint(shared.checkpoint, cfg, device=device)
         fields["imagined_steps"] = planner.imagined_steps_per_action  # per real action
         return planner
     if method == "dreamer_offline":
@@ -299,40 +331,43 @@ def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel,
         from agents.train_agent import train_dreamer_offline
 
         agent, loaded, _ = train_dreamer_offline(str(shared.checkpoint), run_dir / "agent",
-                                                 settings.imagined_steps, spec.seed,
+                                                 settings.imagined_steps, spec.seed, device,
                                                  agent_cfg=DreamerConfig(**settings.dreamer),
                                                  progress=progress)
         fields["imagined_steps"] = settings.imagined_steps
         fields["dream_return"] = imagined_return(_LatentActor(agent), shared.checkpoint,
-                                                 min(episodes, 10), spec.seed)
+                                                 min(episodes, 10), spec.seed, device=device)
         return DreamerPolicy(agent, loaded.model)
     if "_imagined_" in method:
         from agents.sb3 import SB3Config, train_sb3_in_imagination
 
         algo, _, obs_mode = method.split("_", 2)
         cfg = SB3Config(algo=algo, obs_mode=obs_mode, steps=settings.imagined_steps,
-                        seed=spec.seed, eval_episodes=min(episodes, 5), progress=progress)
+                        seed=spec.seed, eval_episodes=min(episodes, 5), progress=progress, device=device)
         out = train_sb3_in_imagination(shared.checkpoint, cfg, run_dir, spec.task)
         fields["imagined_steps"] = out["imagined_steps"]
         from agents.sb3 import sb3_class
 
-        model = sb3_class(algo).load(out["path"])
+        model = sb3_class(algo).load(out["path"], device=device)
         fields["dream_return"] = imagined_return(
             model, shared.checkpoint, min(episodes, 10), spec.seed, obs_mode,
-            cfg.frame_stack if obs_mode == "pixels" else 1)
-        return load_policy(out["path"], spec.task)
+            cfg.frame_stack if obs_mode == "pixels" else 1, device)
+        return load_policy(out["path"], spec.task, device=device)
     raise ValueError(f"unknown method {method!r}")
 
 
-def run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool = True) -> list[Path]:
-    """Run every unfinished cell of `suite`; returns the result files (finished and new)."""
+def run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool = True,
+              device: str = "cpu") -> list[Path]:
+    """Run every unfinished cell of `suite` with models on `device`; returns the result files
+    (finished and new)."""
     results_dir.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     paths = []
     specs = expand(suite)
     for i, spec in enumerate(specs, 1):
         path = result_path(results_dir, spec)
-        label = f"[{i}/{len(specs)}] {spec.task} {spec.method} seed={spec.seed} budget={spec.budget}"
+        label = (f"[{i}/{len(specs)}] {spec.task} {spec.method} seed={spec.seed} budget={spec.budget}"
+                 + ("" if model_free(spec.method) else f" model={spec.family}/{spec.preset}"))
         if path.exists():
             print(f"{label}: done already, skipped")
             paths.append(path)
@@ -341,7 +376,7 @@ def run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool = True
             print(f"{label}: does not fit this task's action space, skipped")
             continue
         print(f"{label}: running")
-        result = execute(spec, suite.settings, work, results_dir, progress)
+        result = execute(spec, suite.settings, work, results_dir, progress, device)
         result.save(path)
         print(f"{label}: real return {result.final.mean:.1f} (IQM {result.final.iqm:.1f})")
         paths.append(path)

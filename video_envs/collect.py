@@ -74,6 +74,8 @@ class CollectConfig:
     """Folder to write the first episodes to as mp4 (none by default)."""
     num_videos: int = 3
     """How many episodes --video writes."""
+    device: str = "cpu"
+    """Torch device of an SB3 policy."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -179,9 +181,9 @@ def _check_append(dataset: Any, envs: gym.vector.VectorEnv, dataset_id: str) -> 
 # ---------------------------------------------------------------------------- policies
 
 
-def _sb3_policy(path: Path, envs: gym.vector.VectorEnv) -> PolicyFn:
+def _sb3_policy(path: Path, envs: gym.vector.VectorEnv, device: str = "cpu") -> PolicyFn:
     """Load a Stable-Baselines3 model .zip (algorithm detected from the file) as a policy."""
-    model = load_sb3_zip(path)
+    model = load_sb3_zip(path, device)
     shape = envs.single_observation_space.shape
     if model.observation_space.shape not in (shape, (shape[2], shape[0], shape[1])):
         raise ValueError(
@@ -196,7 +198,7 @@ def _sb3_policy(path: Path, envs: gym.vector.VectorEnv) -> PolicyFn:
     return policy
 
 
-def make_policy(policy: str, envs: gym.vector.VectorEnv, seed: int) -> PolicyFn:
+def make_policy(policy: str, envs: gym.vector.VectorEnv, seed: int, device: str = "cpu") -> PolicyFn:
     """'random' (seeded samples of the action space) or an SB3 model .zip path as a policy."""
     if policy == "random":
         space = envs.action_space
@@ -211,7 +213,7 @@ def make_policy(policy: str, envs: gym.vector.VectorEnv, seed: int) -> PolicyFn:
         raise ValueError(
             f"policy must be 'random' or the path of an existing SB3 model .zip, got {policy!r}"
         )
-    return _sb3_policy(path, envs)
+    return _sb3_policy(path, envs, device)
 
 
 def _as_actions(actions: Any, space: spaces.Space, n: int) -> np.ndarray:
@@ -346,7 +348,7 @@ def collect(cfg: CollectConfig, policy: PolicyFn | None = None) -> CollectSummar
             meta = existing.storage.metadata
             started = int(meta.get("vwm_episodes_started", existing.total_episodes))
         run_seed = int(np.random.SeedSequence([cfg.seed, started]).generate_state(1)[0])
-        policy_fn = policy if policy is not None else make_policy(cfg.policy, envs, run_seed)
+        policy_fn = policy if policy is not None else make_policy(cfg.policy, envs, run_seed, cfg.device)
         algorithm = getattr(policy_fn, "__name__", type(policy_fn).__name__)
         writer = _Writer(cfg, envs, root, algorithm)
         added, videos, started, seconds = _record(cfg, envs, policy_fn, writer, started)

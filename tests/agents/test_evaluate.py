@@ -68,3 +68,12 @@ def test_cli_json(capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert len(out["returns"]) == 3 and out["task"] == TASK
     assert video.stat().st_size > 0
+
+
+@pytest.mark.parametrize("spec", ["rs:horizon=2,candidates=4", "random_shooting:h=2", "cem:h=2,n=4",
+                                  "mppi:h=2,n=4"])
+def test_every_planner_alias_is_a_policy(tiny_checkpoint, spec):
+    from agents.planning import Planner
+
+    policy = load_policy(spec, TASK, checkpoint=tiny_checkpoint)
+    assert isinstance(policy, Planner)

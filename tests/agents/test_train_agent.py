@@ -18,7 +18,53 @@ QUIET = ["--no-progress"]
 
 def test_defaults_are_full_size():
     cfg = TrainAgentConfig()
-    assert (cfg.dreamer_batch, cfg.horizon, cfg.num_envs, cfg.progress) == (256, 15, 16, True)
+    assert (cfg.agent.batch_size, cfg.agent.horizon, cfg.num_envs, cfg.progress) == (256, 15, 16, True)
+
+
+def test_online_defaults_are_the_benchmarked_cartpole_recipe():
+    from agents.online import OnlineConfig, model_overrides
+    from benchmarks.suites import get_suite
+
+    suite = get_suite("cartpole")
+    assert suite.settings.online == {} and suite.settings.model_overrides == {}
+    cfg = TrainAgentConfig().loop
+    assert cfg == OnlineConfig()
+    assert (cfg.steps_per_iteration, cfg.prefill, cfg.model_updates, cfg.agent_updates) == (500, 2500, 60, 60)
+    assert model_overrides(cfg) == {"image_size": 32}
+
+
+def test_every_online_option_reaches_the_loop(monkeypatch, tmp_path):
+    from agents import train_agent
+
+    seen = {}
+
+    def fake_run_online(cfg, agent_cfg):
+        seen.update(cfg=cfg, agent=agent_cfg)
+        return {"curve": [[10, 1.0]], "real_steps": 10}
+
+    monkeypatch.setattr(train_agent, "run_online", fake_run_online)
+    code = vwm(["train-agent", "--algo", "dreamer", "--online", "--task", TASK, "--out", str(tmp_path),
+                "--real-steps", "1000", "--real-steps-per-iter", "250", "--model-updates", "7",
+                "--agent-updates", "3", "--prefill", "300", "--real-envs", "2", "--model-batch", "8",
+                "--model-seq", "12", "--model-lr", "0.001", "--overrides", '{"deter": 64}',
+                "--family", "rssm", "--preset", "tiny", "--device", "cpu", "--eval-every", "0",
+                "--dreamer-batch", "32", "--horizon", "5", "--lambda", "0.9", "--actor-lr", "0.0002",
+                "--no-tensorboard", *QUIET])
+    assert code == 0
+    cfg, agent = seen["cfg"], seen["agent"]
+    assert (cfg.task, cfg.out, cfg.real_steps, cfg.steps_per_iteration, cfg.model_updates,
+            cfg.agent_updates, cfg.prefill, cfg.num_envs, cfg.batch_size, cfg.seq_len, cfg.lr,
+            cfg.overrides, cfg.family, cfg.preset, cfg.eval_every, cfg.tensorboard, cfg.progress) == (
+        TASK, str(tmp_path), 1000, 250, 7, 3, 300, 2, 8, 12, 0.001, '{"deter": 64}', "rssm", "tiny",
+        0, False, False)
+    assert (agent.batch_size, agent.horizon, agent.lambda_, agent.actor_lr) == (32, 5, 0.9, 0.0002)
+
+
+def test_family_must_match_the_checkpoint(tiny_checkpoint, tmp_path, capsys):
+    code = vwm(["train-agent", "--algo", "dreamer", "--checkpoint", tiny_checkpoint, "--family", "other",
+                "--out", str(tmp_path / "out"), *QUIET])
+    assert code == 1
+    assert "holds a 'rssm' model, not --family 'other'" in capsys.readouterr().err
 
 
 def test_ppo_latent_from_the_command_line(tiny_checkpoint, tmp_path, capsys):

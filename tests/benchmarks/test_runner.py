@@ -1,0 +1,104 @@
+"""The suite runner: the family axis (names, validation) and the device reaching every stage."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from benchmarks import runner
+from benchmarks.cli import build_parser
+from benchmarks.cli import main as vwm
+from benchmarks.suites import SUITES, Suite, SuiteSettings, get_suite, validate_suite, with_options
+from world_models import families
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("command", ["collect", "train-model", "train-agent", "evaluate", "dream",
+                                     "bench", "run"])
+def test_every_command_takes_a_device(command):
+    parser = build_parser(command)
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    assert "--device" in sub._option_string_actions, command
+
+
+@pytest.mark.parametrize("argv", [["bench", "smoke"], ["run", "--preset", "smoke"]])
+def test_bench_and_run_pass_the_device_to_the_runner(argv, tmp_path, monkeypatch):
+    seen = []
+
+    def execute(spec, settings, work, results_dir, progress=True, device="cpu"):
+        seen.append(device)
+        raise _Stop
+
+    monkeypatch.setattr(runner, "execute", execute)
+    with pytest.raises(_Stop):
+        vwm([*argv, "--device", "cuda:7", "--no-progress", "--work" if argv[0] == "bench" else "--out",
+             str(tmp_path), *(["--results", str(tmp_path / "r")] if argv[0] == "bench" else [])])
+    assert seen == ["cuda:7"]
+
+
+def test_execute_hands_the_device_and_family_to_every_stage(tmp_path, monkeypatch):
+    import agents.online
+    import video_envs.collect
+    import world_models.train
+
+    seen = {}
+
+    def online(cfg, agent_cfg=None):
+        seen["online"] = (cfg.device, cfg.family, cfg.overrides)
+        raise _Stop
+
+    def collect(cfg, policy=None):
+        seen["collect"] = cfg.device
+
+    def train(cfg):
+        seen["train"] = (cfg.device, cfg.family, cfg.overrides)
+        raise _Stop
+
+    monkeypatch.setattr(agents.online, "run_online", online)
+    monkeypatch.setattr(video_envs.collect, "collect", collect)
+    monkeypatch.setattr(world_models.train, "train_world_model", train)
+    settings = SuiteSettings(model_overrides={"rssm": {"image_size": 32}})
+    for method in ("dreamer", "cem"):
+        spec = runner.RunSpec("t", "vwm/CartPolePixels-v0", method, 0, 100, "tiny")
+        with pytest.raises(_Stop):
+            runner.execute(spec, settings, tmp_path / "work", tmp_path / "results", False, "cuda:7")
+    assert seen == {"online": ("cuda:7", "rssm", '{"image_size": 32}'), "collect": "cuda:7",
+                    "train": ("cuda:7", "rssm", '{"image_size": 32}')}
+
+
+def test_every_suite_is_valid():
+    for suite in SUITES.values():
+        validate_suite(suite)
+
+
+def test_unknown_overrides_and_families_are_named():
+    suite = replace(get_suite("quick"), settings=SuiteSettings(model_overrides={"rssm": {"bogus": 1}}))
+    with pytest.raises(ValueError, match=r"suite 'quick'.*family 'rssm'.*bogus"):
+        runner.expand(suite)
+    with pytest.raises(ValueError, match=r"unknown model families \['nope'\]"):
+        with_options(get_suite("quick"), ("nope",))
+    stray = replace(get_suite("quick"), settings=SuiteSettings(model_overrides={"nope": {}}))
+    with pytest.raises(ValueError, match=r"\['nope'\] that the suite does not run"):
+        validate_suite(stray)
+
+
+def test_two_families_get_their_own_runs_files_and_folders(monkeypatch, tmp_path):
+    monkeypatch.setitem(families.FAMILIES, "other", families.FAMILIES["rssm"])
+    suite = Suite("s", ("vwm/CartPolePixels-v0",), ("random", "ppo_real", "dreamer", "cem"), (0,), (100,),
+                  families=("rssm", "other"),
+                  settings=SuiteSettings(model_overrides={"other": {"image_size": 32}}))
+    specs = runner.expand(suite)
+    assert [(s.method, s.family) for s in specs] == [
+        ("random", "rssm"), ("ppo_real", "rssm"), ("dreamer", "rssm"), ("cem", "rssm"),
+        ("dreamer", "other"), ("cem", "other")]
+    paths = {runner.result_path(tmp_path, s) for s in specs}
+    slugs = {s.slug() for s in specs}
+    assert len(paths) == len(slugs) == len(specs)
+    name = runner.result_path(tmp_path, specs[2]).name  # rssm runs keep their pre-family names
+    assert name == "s__vwm_CartPolePixels-v0__dreamer__100__small__seed0.json"
+    assert "dreamer__100__other-small__seed0" in specs[4].slug()
+    assert runner.model_overrides(suite.settings, "rssm") is None

@@ -309,6 +309,23 @@ class DreamerPolicy:
         self.filter.state = None
         self._last = None
 
+    def tracking_state(self) -> dict[str, Tensor]:
+        """The tracked episodes (filter state, last actions) and the sampling RNG, as tensors."""
+        tensors = {f"filter.{k}": v for k, v in (self.filter.state or {}).items()}
+        if self._last is not None:
+            tensors["last_action"] = self._last
+        tensors["rng"] = self.generator.get_state()
+        return tensors
+
+    def load_tracking_state(self, tensors: dict[str, Tensor]) -> None:
+        """Inverse of `tracking_state`."""
+        device = self.filter.device
+        state = {k.removeprefix("filter."): v.to(device) for k, v in tensors.items()
+                 if k.startswith("filter.")}
+        self.filter.state = state or None
+        self._last = tensors["last_action"].to(device) if "last_action" in tensors else None
+        self.generator.set_state(tensors["rng"])
+
     @torch.inference_mode()
     def predict(
         self,

@@ -156,14 +156,10 @@ def _commit(out: Path, loop: _Loop, replay: Replay, spaces: dict[str, Any], task
     tensors, info = loop.trainer.state_tensors()
     config = {"task": task, "dataset": f"online:{out}", "online": True, "step": loop.trainer.step,
               "trainer": info}
-    rngs = {"torch_rng": torch.get_rng_state(), "imagination_rng": loop.generator.get_state(),
-            "policy_rng": loop.policy.generator.get_state()}
+    rngs = {"torch_rng": torch.get_rng_state(), "imagination_rng": loop.generator.get_state()}
     if next(model.parameters()).is_cuda:
         rngs.update({f"cuda_rng.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    for key, value in (loop.policy.filter.state or {}).items():
-        rngs[f"filter.{key}"] = value
-    if loop.policy._last is not None:
-        rngs["policy_last"] = loop.policy._last
+    rngs.update({f"policy.{k}": v for k, v in loop.policy.tracking_state().items()})
     meta = {"numpy_rng": loop.rng.bit_generator.state,
             "random_policy_rng": loop.random_policy.action_space.np_random.bit_generator.state,
             "recorder": loop.recorder.live_state()}
@@ -175,18 +171,15 @@ def _commit(out: Path, loop: _Loop, replay: Replay, spaces: dict[str, Any], task
         write_json_atomic(tmp / "online.json", progress)
 
 
-def _restore(folder: Path, loop: _Loop, device: torch.device) -> None:
+def _restore(folder: Path, loop: _Loop) -> None:
     """Put the RNGs, episodes in progress and the actor's filter of `folder` back into `loop`."""
     tensors = load_file(str(folder / "loop.safetensors"))
     meta = json.loads((folder / "loop.json").read_text())
     loop.rng.bit_generator.state = meta["numpy_rng"]
     loop.random_policy.action_space.np_random.bit_generator.state = meta["random_policy_rng"]
     loop.generator.set_state(tensors["imagination_rng"])
-    loop.policy.generator.set_state(tensors["policy_rng"])
-    filter_state = {k.removeprefix("filter."): v.to(device) for k, v in tensors.items()
-                    if k.startswith("filter.")}
-    loop.policy.filter.state = filter_state or None
-    loop.policy._last = tensors["policy_last"].to(device) if "policy_last" in tensors else None
+    loop.policy.load_tracking_state({k.removeprefix("policy."): v for k, v in tensors.items()
+                                     if k.startswith("policy.")})
     loop.recorder.restore(meta["recorder"])
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda_rng.")]
     if cuda:
@@ -246,7 +239,7 @@ def _build(cfg: OnlineConfig, agent_cfg: DreamerConfig | None, out: Path, device
     for episode in load_chunks(out / "replay", progress["iteration"]):
         replay.add(episode)
     if saved is not None:
-        _restore(saved, loop, device)
+        _restore(saved, loop)
     else:
         loop.recorder.reset()
     return loop, replay, spaces

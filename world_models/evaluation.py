@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from world_models.base import WorldModel
+from world_models.base import WorldModel, burn_in
 from world_models.data import SequenceBatch
 
 
@@ -25,7 +25,7 @@ def open_loop_rollout(
     Returns imagined frames uint8 (B, H', H, W, C), rewards (B, H') and continue
     probabilities (B, H'), where H' = T - context_len.
     """
-    state = model.init_state(batch.frames[:, :context_len], batch.actions[:, :context_len])
+    state = burn_in(model, batch.frames[:, :context_len], batch.actions[:, :context_len])
     frames, rewards, conts = [], [], []
     for t in range(context_len, batch.frames.shape[1]):
         transition = model.step(state, batch.actions[:, t], generator)

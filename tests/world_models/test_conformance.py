@@ -188,6 +188,7 @@ def test_checkpoint_roundtrip_gives_the_same_outputs(name, checkpoints, tmp_path
 @pytest.mark.parametrize("name", FAMILY_NAMES)
 def test_burn_in_on_1_to_k_frames_is_prefix_consistent(name):
     model = make_model(name)
+    assert isinstance(model, WorldModel) and isinstance(families.get_family(name), families.Family)
     spec, k = model.spec, model.spec.context_len
     gen = torch.Generator().manual_seed(1)
     frames = torch.randint(0, 256, (2, k, SIZE, SIZE, 3), generator=gen, dtype=torch.uint8)

@@ -38,6 +38,7 @@ from world_models.checkpoint import (
 from world_models.filter import ModelFilter
 from world_models.heads import RewardHead, mlp, twohot_loss
 from world_models.imagine import imagine as imagine_rollout
+from world_models.sampling import Noise, as_noise
 
 
 @dataclass
@@ -120,17 +121,15 @@ class Actor(nn.Module):
         std = (self.cfg.max_std - self.cfg.min_std) * torch.sigmoid(std + 2.0) + self.cfg.min_std
         return torch.distributions.Independent(torch.distributions.Normal(mean, std), 1)
 
-    def sample(self, features: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Sampled policy-space actions (B,) int64 or (B, A) in [-1, 1]."""
+    def sample(self, features: Tensor, noise: Noise | torch.Generator | None) -> Tensor:
+        """Sampled policy-space actions (B,) int64 or (B, A) in [-1, 1], drawn from `noise`."""
         dist = self.distribution(features)
+        noise = as_noise(noise)
         if self.discrete:
-            probs = dist.probs  # (B, K)
-            u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device)
-            index = (probs.cumsum(-1) < u).sum(-1)
-            return index.clamp_max(probs.shape[-1] - 1)
+            return noise.categorical(dist.probs)  # (B,) inverse CDF over (B, K)
         base = dist.base_dist
-        noise = torch.randn(base.loc.shape, generator=generator, device=base.loc.device)
-        return (base.loc + base.scale * noise).clamp(-1.0, 1.0)
+        eps = noise.normal(tuple(base.loc.shape), base.loc.device)  # (B, A)
+        return (base.loc + base.scale * eps).clamp(-1.0, 1.0)
 
     def mode(self, features: Tensor) -> Tensor:
         """The most likely policy-space action."""

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.dreamer import DreamerAgent, imagine
-from world_models.base import State, WorldModel, reset_rows, select_rows
+from world_models.base import State, WorldModel, burn_in, reset_rows, select_rows
 from world_models.checkpoint import ContextBank
 from world_models.data import SequenceDataset
 
@@ -55,7 +55,7 @@ class ImaginedStarts:
         self.bank_size = len(bank)
         with torch.no_grad():  # every context is burned in once; resets pick rows from it
             frames, actions = bank.frames.to(self.device), bank.actions.to(self.device)
-            self.bank_state = model.init_state(frames, actions)
+            self.bank_state = burn_in(model, frames, actions)
         self.state = self._fresh(batch)
         self.elapsed = torch.zeros(batch, dtype=torch.long, device=self.device)
 
@@ -83,7 +83,8 @@ class ImaginedStarts:
 class ReplayStarts:
     """Start states filtered from real replay windows (DreamerV3 starts imagination there).
 
-    A pool of `pool` posterior states, one per random window of `length` real frames, is
+    A pool of `pool` posterior states, one per random window of `length` real frames (1 to
+    `context_len`, burned in by the padding rule of `world_models.base`), is
     built once (so the encoder runs once per pool); each call draws `batch` rows from it.
     """
 
@@ -93,7 +94,7 @@ class ReplayStarts:
         device = next(model.parameters()).device
         windows = dataset.sample(pool, length, rng).to(device)
         with torch.no_grad():
-            self.pool = model.init_state(windows.frames, windows.actions)
+            self.pool = burn_in(model, windows.frames, windows.actions)
         self.size = pool
         self.device = device
 

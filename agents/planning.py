@@ -36,6 +36,7 @@ from torch import Tensor
 from world_models.base import ModelSpec, State, WorldModel, repeat_rows, state_batch_size
 from world_models.filter import ModelFilter
 from world_models.imagine import imagine
+from world_models.sampling import Noise, TorchNoise, as_noise
 
 PlannerMethod = Literal["random", "cem", "mppi"]
 ValueFn = Callable[[Tensor], Tensor]
@@ -249,14 +250,10 @@ def weighted_categorical(actions: Tensor, weights: Tensor, num_actions: int) -> 
     return (weights[:, :, None, None] * onehot).sum(dim=1)  # (B, H, K)
 
 
-def sample_categorical(probs: Tensor, num: int, generator: torch.Generator | None) -> Tensor:
-    """``num`` inverse-CDF samples per row: probs (B, H, K) -> int64 (B, num, H)."""
-    cdf = probs.cumsum(dim=-1)  # (B, H, K)
-    u = torch.rand(
-        (probs.shape[0], num, probs.shape[1], 1), generator=generator, device=probs.device
-    ) * cdf[:, None, :, -1:]  # (B, N, H, 1)
-    index = (cdf[:, None] < u).sum(dim=-1)  # (B, N, H)
-    return index.clamp_max(probs.shape[-1] - 1)
+def sample_categorical(probs: Tensor, num: int, noise: Noise | torch.Generator | None) -> Tensor:
+    """``num`` inverse-CDF samples per row (`Noise.categorical`): probs (B, H, K) -> int64 (B, num, H)."""
+    expanded = probs[:, None].expand(-1, num, -1, -1)  # (B, N, H, K)
+    return as_noise(noise).categorical(expanded)
 
 
 # ---------------------------------------------------------------------------------- the planner
@@ -298,6 +295,8 @@ class Planner:
             self._half = torch.where(finite, (self._high - self._low) / 2, 1.0)  # (A,)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(self.cfg.seed)
+        self.noise = TorchNoise(self.generator)
+        """Candidate sampling and model noise, drawn from `generator`."""
         self._plan: Tensor | None = None  # warm start: (B, H, A) mean or (B, H, K) probs
         self._last_actions: np.ndarray | None = None
         self._predicted_end: np.ndarray | None = None  # (B,) bool, for reset detection
@@ -406,7 +405,7 @@ class Planner:
         batch, num = actions.shape[:2]
         start = repeat_rows(state, num)  # (B * N, ...)
         flat = actions.reshape((batch * num,) + actions.shape[2:])  # (B * N, H, ...)
-        out = imagine(self.model, start, flat, noise=self.generator)  # rewards, continues (H, B * N)
+        out = imagine(self.model, start, flat, noise=self.noise)  # rewards, continues (H, B * N)
         bootstrap = None
         if self.value_fn is not None:
             bootstrap = self.value_fn(self.model.features(out.state)).reshape(-1).float()  # (B * N,)
@@ -417,12 +416,9 @@ class Planner:
         cfg = self.cfg
         shape = (batch, cfg.num_candidates, cfg.horizon)
         if self.discrete:
-            actions = torch.randint(
-                self.spec.action_dim, shape, generator=self.generator, device=self.device
-            )  # (B, N, H)
+            actions = self.noise.randint(self.spec.action_dim, shape, self.device)  # (B, N, H)
         else:
-            u = torch.rand(shape + (self.spec.action_dim,), generator=self.generator,
-                           device=self.device)  # (B, N, H, A)
+            u = self.noise.uniform(shape + (self.spec.action_dim,), self.device)  # (B, N, H, A)
             actions = self._mid + self._half * (2 * u - 1)
         returns = self._score(state, actions)  # (B, N)
         best = returns.argmax(dim=1)  # (B,)
@@ -435,11 +431,10 @@ class Planner:
         min_std = cfg.min_std * self._half if not self.discrete else None
         for _ in range(cfg.iterations):
             if self.discrete:
-                actions = sample_categorical(plan, cfg.num_candidates, self.generator)  # (B,N,H)
+                actions = sample_categorical(plan, cfg.num_candidates, self.noise)  # (B,N,H)
             else:
-                noise = torch.randn(
-                    (plan.shape[0], cfg.num_candidates) + plan.shape[1:],
-                    generator=self.generator, device=self.device,
+                noise = self.noise.normal(
+                    (plan.shape[0], cfg.num_candidates) + tuple(plan.shape[1:]), self.device
                 )  # (B, N, H, A)
                 actions = self._clip(plan[:, None] + std[:, None] * noise)
             returns = self._score(state, actions)  # (B, N)
@@ -460,10 +455,10 @@ class Planner:
         if self.discrete:
             if deterministic:
                 return first.argmax(dim=-1)
-            return sample_categorical(first[:, None], 1, self.generator)[:, 0, 0]
+            return sample_categorical(first[:, None], 1, self.noise)[:, 0, 0]
         if deterministic:
             return first
-        noise = torch.randn(first.shape, generator=self.generator, device=self.device)
+        noise = self.noise.normal(tuple(first.shape), self.device)
         return self._clip(first + std[:, 0] * noise)
 
     # -- plumbing --------------------------------------------------------------------------
@@ -491,7 +486,7 @@ class Planner:
     def _predict_end(self, state: State, actions: Tensor) -> np.ndarray:
         """Whether the model expects each env's episode to end after `actions` (B,) bool."""
         with torch.inference_mode():
-            transition = self.model.step(state, actions, self.generator)
+            transition = self.model.step(state, actions, self.noise)
         return (transition.cont_prob < 0.5).cpu().numpy()
 
     def _clip(self, actions: Tensor) -> Tensor:

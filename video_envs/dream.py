@@ -1,10 +1,11 @@
 """Real | imagined side-by-side rollouts (`vwm dream`).
 
 From one real start (the real env reset with the seed, the model burned in on that first
-frame), the same seeded random actions are played in the real env and, open loop, in the
-model. The rollout stops when the real episode ends (terminated or truncated) or after
-`steps` steps, whichever comes first; imagined terminations are ignored so the video shows
-what the model predicts until the real episode ends.
+frame as a one-frame context: the padding rule of `world_models.base`), the same seeded
+random actions are played in the real env and, open loop, in the model. The rollout stops
+when the real episode ends (terminated or truncated) or after `steps` steps, whichever
+comes first; imagined terminations are ignored so the video shows what the model predicts
+until the real episode ends.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import torch
 
 from video_envs.imagination_core import check_real_spaces
 from video_envs.registration import make_real_env
-from world_models.base import WorldModel
+from world_models.base import WorldModel, burn_in
 from world_models.checkpoint import Checkpoint, load_checkpoint
 from world_models.imagine import imagine
+from world_models.sampling import TorchNoise
 
 
 @dataclass
@@ -98,10 +100,9 @@ def dream_rollout(
     env = make_real_env(task_id)
     check_real_spaces(spec, env.observation_space, env.action_space)
     env.action_space.seed(seed)
-    generator = torch.Generator(device=model_device).manual_seed(seed)
+    noise = TorchNoise(torch.Generator(device=model_device).manual_seed(seed))
     frame, _ = env.reset(seed=seed)
-    zeros = torch.zeros((1, 1) + spec.action_shape(), dtype=spec.action_dtype(), device=model_device)
-    state = model.init_state(torch.as_tensor(frame, device=model_device)[None, None], zeros)
+    state = burn_in(model, torch.as_tensor(frame, device=model_device)[None])
     start_frame = model.decode(state)[0].cpu().numpy()
     real, real_rewards, actions = [np.asarray(frame)], [0.0], []
     for _ in range(steps):
@@ -114,7 +115,7 @@ def dream_rollout(
             break
     env.close()
     acts = torch.as_tensor(np.stack(actions), device=model_device).to(spec.action_dtype())[None]
-    out = imagine(model, state, acts, noise=generator, decode=True)  # the same actions, open loop
+    out = imagine(model, state, acts, noise=noise, decode=True)  # the same actions, open loop
     imagined = [start_frame, *out.frames[:, 0].cpu().numpy()]  # type: ignore[index]
     imagined_rewards = [0.0, *out.rewards[:, 0].tolist()]
     return DreamRollout(

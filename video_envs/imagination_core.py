@@ -1,10 +1,11 @@
 """The batched imagination core shared by every imagined-env front end.
 
-`ImaginationCore` holds a world model, its bank of start contexts, a device, one
-`torch.Generator` and B rows of model state. Every call works on all rows at once (one
-`model.step`, one `features`/`decode`), under `torch.inference_mode`; numpy conversion
-happens once per call. The front ends (`WorldModelEnv`, `WorldModelVectorEnv`,
-`WorldModelSB3VecEnv`) only add their API conventions on top.
+`ImaginationCore` holds a world model, its bank of start contexts, a device, a per-row
+`world_models.sampling.RowGenerator` (the model's noise) and B rows of model state. Every
+call works on all rows at once (one `model.step`, one `features`/`decode`), under
+`torch.inference_mode`; numpy conversion happens once per call. The front ends
+(`WorldModelEnv`, `WorldModelVectorEnv`, `WorldModelSB3VecEnv`) only add their API
+conventions on top.
 
 Seeding scheme
 --------------
@@ -35,8 +36,9 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from world_models.base import ModelSpec, RowGenerator, State, WorldModel, repeat_rows, reset_rows
+from world_models.base import ModelSpec, State, WorldModel, burn_in, repeat_rows, reset_rows
 from world_models.checkpoint import CheckpointError, ContextBank, load_checkpoint
+from world_models.sampling import RowGenerator
 
 ObsMode = Literal["pixels", "latent"]
 OBS_MODES: tuple[str, ...] = ("pixels", "latent")
@@ -188,7 +190,8 @@ def validate_actions(actions: Any, space: spaces.Space, batch: int | None) -> np
 def validate_context(context: Any, spec: ModelSpec, rows: int | None) -> tuple[Tensor, Tensor]:
     """An explicit start context ``{"frames": ..., "actions": ...}`` as batched tensors.
 
-    Single env (`rows` None): frames uint8 (T, H, W, C), actions (T,) or (T, A), optional.
+    Single env (`rows` None): frames uint8 (T, H, W, C) with 1 <= T <= context_len, actions
+    (T,) or (T, A), optional (zeros); the context begins an episode (`world_models.base`).
     Vector env: the same with a leading `rows` dimension per row, or unbatched (broadcast).
     Returns frames (R, T, H, W, C) uint8 and actions (R, T[, A]) with R = rows or 1.
     """
@@ -215,8 +218,8 @@ def validate_context(context: Any, spec: ModelSpec, rows: int | None) -> tuple[T
             f"got {frames.shape} (single frame shape {single[1:]})"
         )
     n, t = frames.shape[:2]
-    if t < 1:
-        raise ValueError("a context needs at least one frame")
+    if not 1 <= t <= spec.context_len:
+        raise ValueError(f"a context needs 1 to context_len = {spec.context_len} frames, got {t}")
     act_shape = spec.action_shape()
     actions = context.get("actions")
     if actions is None:
@@ -314,20 +317,12 @@ class ImaginationCore:
         self.cache_contexts = cache_contexts
         self._cache: State | None = None  # (N, ...) burned-in states of the bank contexts
         self._cached = np.zeros(len(contexts), dtype=bool)  # (N,) which rows of the cache are valid
-        self._cache_version = -1
+        self._cache_version: tuple[int, ...] | None = None
         self.action_space = action_space_from_spec(self.spec)
         if obs_mode == "pixels":
             self.observation_space: spaces.Box = pixel_space(self.spec)
         else:
-            self.observation_space = latent_space(self._feature_dim())
-
-    def _feature_dim(self) -> int:
-        if self.spec.feature_dim > 0:
-            return int(self.spec.feature_dim)
-        frames, actions = self.contexts.frames[:1], self.contexts.actions[:1]
-        with torch.inference_mode():
-            state = self.model.init_state(frames.to(self.device), actions.to(self.device))
-            return int(self.model.features(state).shape[1])
+            self.observation_space = latent_space(self.spec.feature_dim)
 
     # ---------------------------------------------------------------- seeding
     def seed_rows(self, mask: np.ndarray, keys: np.ndarray) -> None:
@@ -375,23 +370,27 @@ class ImaginationCore:
             self.state = reset_rows(self.state, torch.from_numpy(mask).to(self.device), fresh)
 
     def _burn_in(self, frames: Tensor, actions: Tensor) -> State:
-        act = actions.to(device=self.device, dtype=self.spec.action_dtype())
-        return self.model.init_state(frames.to(self.device), act)
+        return burn_in(self.model, frames.to(self.device), actions.to(self.device))
 
-    def _params_version(self) -> int:
-        """Sum of the parameters' in-place version counters (-1 for inference tensors,
-        which cannot be updated outside inference mode)."""
-        try:
-            return sum(p._version for p in self.model.parameters())
-        except RuntimeError:
-            return -1
+    def _params_version(self) -> tuple[int, ...]:
+        """In-place version counters of the parameters and buffers, and their identities
+        (a version of -1 for inference tensors, which cannot change outside inference mode)."""
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        versions = []
+        for tensor in tensors:
+            try:
+                versions.append(tensor._version)
+            except RuntimeError:
+                versions.append(-1)
+        return (*versions, *(id(t) for t in tensors))
 
     def _bank_states(self, idx: np.ndarray) -> State:
         """Burned-in start states of bank contexts `idx` (n,), each computed once.
 
-        `init_state` is deterministic (it takes no generator), so the state of a bank
-        context is cached; the cache is dropped whenever the model's parameters change
-        in place (an optimiser step), e.g. while a model is trained online.
+        `init_state` is deterministic (it takes no noise), so the state of a bank context is
+        cached; the cache is dropped whenever the model's parameters or buffers change in
+        place (an optimiser step, a running statistic) or are replaced, e.g. while a model
+        is trained online.
         """
         if not self.cache_contexts:
             index = torch.from_numpy(idx)

@@ -3,7 +3,8 @@
 `LatentObservationWrapper` (one Gymnasium env) and `LatentObservationVecEnv` (an SB3
 `VecEnv` of real envs) run the model's filter (`world_models.filter.ModelFilter`) on the
 real frames and output ``model.features(state)``: the same observation as the imagined env
-with ``obs_mode="latent"``. An episode's state is burned in on its first real frame.
+with ``obs_mode="latent"``. An episode's state is burned in on its first real frame (a
+one-frame context) and then observes every frame: the padding rule of `world_models.base`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvStepReturn, VecEnvWrapper
 
 from video_envs.imagination_core import check_real_spaces, latent_space
-from world_models.base import WorldModel, reset_rows
+from world_models.base import WorldModel, burn_in, reset_rows
 from world_models.checkpoint import CheckpointError, load_checkpoint
 from world_models.filter import ModelFilter
 
@@ -42,16 +43,6 @@ def resolve_model(
     return ckpt.model
 
 
-def _feature_dim(model: WorldModel, device: torch.device) -> int:
-    if model.spec.feature_dim > 0:
-        return int(model.spec.feature_dim)
-    probe = ModelFilter(model, device)
-    frame = np.zeros((1, *model.spec.frame_shape), dtype=np.uint8)
-    probe.update(frame, None, np.ones(1, dtype=bool))
-    with torch.inference_mode():
-        return int(probe.features().shape[1])
-
-
 class LatentObservationWrapper(gym.Wrapper[np.ndarray, Any, np.ndarray, Any]):
     """A real pixel env observed through the model: obs = float32 features (F,)."""
 
@@ -68,7 +59,7 @@ class LatentObservationWrapper(gym.Wrapper[np.ndarray, Any, np.ndarray, Any]):
         self.model = resolve_model(checkpoint, model, device, task, env_id)
         check_real_spaces(self.model.spec, env.observation_space, env.action_space)
         self.filter = ModelFilter(self.model, device)
-        self.observation_space = latent_space(_feature_dim(self.model, self.filter.device))
+        self.observation_space = latent_space(self.model.spec.feature_dim)
 
     def _features(self) -> np.ndarray:
         with torch.inference_mode():
@@ -106,7 +97,7 @@ class LatentObservationVecEnv(VecEnvWrapper):
         self.model = resolve_model(checkpoint, model, device, task, None)
         check_real_spaces(self.model.spec, venv.observation_space, venv.action_space)
         self.filter = ModelFilter(self.model, device)
-        space = latent_space(_feature_dim(self.model, self.filter.device))
+        space = latent_space(self.model.spec.feature_dim)
         super().__init__(venv, observation_space=space)
         self._actions: np.ndarray | None = None
 
@@ -142,12 +133,8 @@ class LatentObservationVecEnv(VecEnvWrapper):
 
     @torch.inference_mode()
     def _restart(self, frames: np.ndarray, dones: np.ndarray) -> np.ndarray:
-        spec, device = self.model.spec, self.filter.device
-        start = torch.as_tensor(frames[dones], device=device)[:, None]  # (n, 1, H, W, C)
-        zeros = torch.zeros(
-            (start.shape[0], 1) + spec.action_shape(), dtype=spec.action_dtype(), device=device
-        )
-        fresh = self.model.init_state(start, zeros)
+        device = self.filter.device
+        fresh = burn_in(self.model, torch.as_tensor(frames[dones], device=device))  # (n, ...) rows
         mask = torch.as_tensor(dones, dtype=torch.bool, device=device)
         assert self.filter.state is not None
         self.filter.state = reset_rows(self.filter.state, mask, fresh)

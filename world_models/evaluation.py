@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from world_models.base import WorldModel
+from world_models.base import WorldModel, burn_in
 from world_models.data import SequenceBatch
 from world_models.imagine import imagine
 
@@ -26,7 +26,7 @@ def open_loop_rollout(
     Returns imagined frames uint8 (B, H', H, W, C), rewards (B, H') and continue
     probabilities (B, H'), where H' = T - context_len.
     """
-    state = model.init_state(batch.frames[:, :context_len], batch.actions[:, :context_len])
+    state = burn_in(model, batch.frames[:, :context_len], batch.actions[:, :context_len])
     out = imagine(model, state, batch.actions[:, context_len:], noise=generator, decode=True)
     return out.frames.transpose(0, 1), out.rewards.T, out.continues.T  # type: ignore[union-attr]
 

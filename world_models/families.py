@@ -1,44 +1,96 @@
-"""Registry of model families: name -> module with `make_spec(...)` and `build(spec)`."""
+"""Registry of model families (`world_models.base.Family`): name -> family.
+
+Built-in families are registered by module path and imported on first use; a module path
+names a module whose ``FAMILY`` attribute is the `Family` (or which provides ``build`` and
+the rest at module level). Other code, tests included, registers a `Family` object with
+`register_family`. `make_spec` validates presets and overrides here, for every family.
+"""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Literal
 
-from world_models.base import ModelSpec, WorldModel
+from world_models.base import PRESET_NAMES, Family, ModelSpec, WorldModel
 
-FAMILIES: dict[str, str] = {"rssm": "world_models.rssm"}
-"""Family name -> module path. A family module provides `make_spec` and `build`."""
+FAMILIES: dict[str, Family | str] = {"rssm": "world_models.rssm"}
+"""Family name -> `Family`, or the path of a module providing it (imported lazily)."""
 
 
-def _family_module(family: str):
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; known families: {sorted(FAMILIES)}")
-    return importlib.import_module(FAMILIES[family])
+def register_family(family: Family, replace: bool = False) -> Family:
+    """Register `family` under ``family.name``; ValueError if taken (unless `replace`)."""
+    if not isinstance(family, Family):
+        raise TypeError(f"{family!r} does not implement the Family protocol (world_models.base.Family)")
+    missing = sorted(set(PRESET_NAMES) - set(family.presets))
+    if missing:
+        raise ValueError(f"model family {family.name!r} lacks the presets {missing}")
+    if family.name in FAMILIES and not replace:
+        raise ValueError(f"model family {family.name!r} is already registered")
+    FAMILIES[family.name] = family
+    return family
+
+
+def unregister_family(name: str) -> None:
+    """Remove family `name` from the registry (no error if absent)."""
+    FAMILIES.pop(name, None)
+
+
+def family_names() -> list[str]:
+    """Sorted names of the registered families."""
+    return sorted(FAMILIES)
+
+
+def get_family(name: str) -> Family:
+    """The registered family `name` (ValueError naming the known families otherwise)."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; known families: {family_names()}")
+    entry = FAMILIES[name]
+    if isinstance(entry, str):
+        module = importlib.import_module(entry)
+        return getattr(module, "FAMILY", module)  # type: ignore[return-value]
+    return entry
 
 
 def make_spec(
     family: str,
     frame_shape: tuple[int, int, int],
-    action_kind: str,
+    action_kind: Literal["discrete", "continuous"] | str,
     action_dim: int,
     action_low: tuple[float, ...] | None = None,
     action_high: tuple[float, ...] | None = None,
     preset: str = "small",
     overrides: dict[str, Any] | None = None,
 ) -> ModelSpec:
-    """A complete `ModelSpec` for `family` at `preset`, hyper-parameters overridden by `overrides`."""
-    return _family_module(family).make_spec(
-        frame_shape=frame_shape,
-        action_kind=action_kind,
-        action_dim=action_dim,
+    """A complete `ModelSpec` for `family` at `preset`, hyper-parameters overridden by `overrides`.
+
+    Unknown presets or override keys raise a ValueError naming them and the family.
+    """
+    fam = get_family(family)
+    if preset not in fam.presets:
+        raise ValueError(
+            f"unknown preset {preset!r} for model family {family!r}; presets: {list(fam.presets)}"
+        )
+    overrides = dict(overrides or {})
+    valid = sorted(fam.default_hparams(preset))
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown hyper-parameters {unknown} for model family {family!r}; valid keys: {valid}"
+        )
+    spec = fam.make_spec(
+        frame_shape=tuple(int(v) for v in frame_shape),  # type: ignore[arg-type]
+        action_kind=action_kind,  # type: ignore[arg-type]
+        action_dim=int(action_dim),
         action_low=action_low,
         action_high=action_high,
         preset=preset,
-        overrides=overrides or {},
+        overrides=overrides,
     )
+    if spec.family != family:
+        raise ValueError(f"family {family!r} made a spec for family {spec.family!r}")
+    return spec
 
 
 def build_model(spec: ModelSpec) -> WorldModel:
     """A freshly initialised model (an `nn.Module`) for `spec`."""
-    return _family_module(spec.family).build(spec)
+    return get_family(spec.family).build(spec)

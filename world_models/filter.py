@@ -2,6 +2,12 @@
 
 Used wherever a policy trained in imagination acts on the real task: the latent-observation
 wrapper, planners and the Dreamer actor all keep a `ModelFilter` per batch of real envs.
+
+It follows the padding rule of `world_models.base`: an episode is burned in on its first
+real frame (a one-frame context, `burn_in`) and every later frame is folded in with
+`observe`. Burn-in being prefix-consistent, the features after frames f_0..f_t equal those
+of an imagined env reset on the context f_0..f_t (t < context_len) and, beyond, those of
+the imagined env stepped from that context with the same frames observed.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from world_models.base import State, WorldModel, reset_rows, state_batch_size
+from world_models.base import State, WorldModel, burn_in, reset_rows, state_batch_size
 
 
 class ModelFilter:
@@ -24,11 +30,6 @@ class ModelFilter:
     def _to_tensor(self, frames: np.ndarray | Tensor) -> Tensor:
         return torch.as_tensor(np.asarray(frames), device=self.device)
 
-    def _zero_actions(self, batch: int, length: int) -> Tensor:
-        spec = self.model.spec
-        shape = (batch, length) + spec.action_shape()
-        return torch.zeros(shape, dtype=spec.action_dtype(), device=self.device)
-
     @torch.inference_mode()
     def update(
         self,
@@ -38,7 +39,8 @@ class ModelFilter:
     ) -> State:
         """Fold the newest real frames (B, H, W, C) uint8 into the state.
 
-        Rows where `episode_start` is true are burned in afresh on their frame; the others
+        Rows where `episode_start` is true are burned in afresh on their frame (the first of
+        their episode, as a one-frame context); the others
         observe their frame reached by `prev_actions` (B,) or (B, A). A change in the
         number of rows starts every row afresh.
         """
@@ -46,16 +48,14 @@ class ModelFilter:
         start = torch.as_tensor(np.asarray(episode_start), dtype=torch.bool, device=self.device)
         batch = frames.shape[0]
         if self.state is None or start.all() or state_batch_size(self.state) != batch:
-            self.state = self.model.init_state(frames[:, None], self._zero_actions(batch, 1))
+            self.state = burn_in(self.model, frames)
             return self.state
         spec = self.model.spec
         actions = torch.as_tensor(np.asarray(prev_actions), device=self.device).to(spec.action_dtype())
         actions = actions.reshape((batch,) + spec.action_shape())
         state = self.model.observe(self.state, frames, actions)
         if start.any():
-            fresh = self.model.init_state(
-                frames[start][:, None], self._zero_actions(int(start.sum()), 1)
-            )
+            fresh = burn_in(self.model, frames[start])
             state = reset_rows(state, start, fresh)
         self.state = state
         return state

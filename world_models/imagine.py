@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from world_models.base import State, WorldModel
+from world_models.sampling import Noise
 
 FeaturePolicy = Callable[[Tensor], tuple[Tensor, Tensor]]
 """features (B, F) -> (the action to record, the action handed to ``model.step``); the two
@@ -43,7 +44,7 @@ def imagine(
     state: State,
     policy_or_actions: FeaturePolicy | Tensor,
     horizon: int | None = None,
-    noise: torch.Generator | None = None,
+    noise: Noise | torch.Generator | None = None,
     features: bool = False,
     decode: bool = False,
 ) -> Imagined:

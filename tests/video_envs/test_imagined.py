@@ -380,6 +380,12 @@ def test_start_state_cache_matches_burn_in_and_follows_training():
         cached.model.dummy.add_(1.0)  # an in-place parameter update, as an optimiser step
     cached.reset()
     assert cached.core._cache_version != version
+    cached.model.register_buffer("stat", torch.zeros(1))  # a buffer, e.g. a running statistic
+    cached.reset()
+    version = cached.core._cache_version
+    cached.model.stat.add_(1.0)
+    cached.reset()
+    assert cached.core._cache_version != version
 
 
 def test_step_before_reset_is_a_clear_error():

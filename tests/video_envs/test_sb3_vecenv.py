@@ -48,10 +48,11 @@ def test_truncation_terminal_observation_and_autoreset():
         obs, rewards, dones, infos = venv.step(np.ones(3, dtype=np.int64))  # stay in place
         assert rewards.dtype == np.float32 and all("cont_prob" in info for info in infos)
     assert dones.all()
+    burned = (venv.model.spec.context_len - 1) / 100  # t after burn-in: frames since the context's first
     for i, info in enumerate(infos):
         assert info["TimeLimit.truncated"] is True
-        np.testing.assert_allclose(info["terminal_observation"], [start[i, 0], 0.04], atol=1e-6)
-    np.testing.assert_array_equal(obs[:, 1], 0.0)  # fresh episodes
+        np.testing.assert_allclose(info["terminal_observation"], [start[i, 0], burned + 0.04], atol=1e-6)
+    np.testing.assert_allclose(obs[:, 1], burned)  # fresh episodes
 
 
 def test_termination_is_not_time_limit():

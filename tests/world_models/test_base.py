@@ -1,32 +1,12 @@
-"""State helpers and the per-row random number generator."""
+"""State helpers, ModelSpec validation and the burn-in helpers of `world_models.base`."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from world_models.base import RowGenerator, normal, reset_rows, select_rows, uniform
-
-
-def test_row_generator_rows_are_independent_of_the_batch():
-    big = RowGenerator(4)
-    big.seed_rows(torch.ones(4, dtype=torch.bool), torch.tensor([7, 8, 9, 10]))
-    small = RowGenerator(1)
-    small.seed_rows(torch.ones(1, dtype=torch.bool), torch.tensor([9]))
-    for _ in range(3):
-        a = uniform(big, (4, 5), "cpu")
-        b = uniform(small, (1, 5), "cpu")
-        assert torch.equal(a[2], b[0])
-    assert not torch.equal(a[0], a[1])
-
-
-def test_row_generator_statistics():
-    gen = RowGenerator(256)
-    gen.seed_rows(torch.ones(256, dtype=torch.bool), torch.arange(256))
-    u = torch.cat([uniform(gen, (256, 64), "cpu") for _ in range(4)]).flatten()
-    assert u.min() >= 0.0 and u.max() < 1.0
-    assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 1 / 12) < 0.005
-    z = normal(gen, (256, 64), "cpu").flatten()
-    assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1.0) < 0.05
+from tests.synthetic import synthetic_spec
+from world_models.base import ModelSpec, check_context, pad_context, reset_rows, select_rows
 
 
 def test_select_and_reset_rows():
@@ -35,3 +15,29 @@ def test_select_and_reset_rows():
     fresh = {"h": torch.full((1, 2), -1.0)}
     out = reset_rows(state, torch.tensor([False, True, False]), fresh)
     assert out["h"][1].tolist() == [-1.0, -1.0] and state["h"][1].tolist() == [2.0, 3.0]
+
+
+def test_model_spec_needs_a_feature_dim():
+    with pytest.raises(ValueError, match="feature_dim must be > 0"):
+        ModelSpec(family="x", frame_shape=(8, 8, 3), action_kind="discrete", action_dim=2)
+    with pytest.raises(ValueError, match="action_kind"):
+        ModelSpec(family="x", frame_shape=(8, 8, 3), action_kind="box", action_dim=2, feature_dim=1)
+
+
+def test_pad_context_repeats_the_first_frame_with_zero_actions():
+    frames = torch.arange(2, dtype=torch.uint8).reshape(1, 2, 1, 1, 1).expand(1, 2, 2, 2, 1)
+    actions = torch.tensor([[5, 7]])
+    padded, acts = pad_context(frames, actions, 4)
+    assert padded[0, :, 0, 0, 0].tolist() == [0, 0, 0, 1]
+    assert acts.tolist() == [[0, 0, 0, 7]]  # actions[:, 0] ignored: the first frame starts an episode
+    assert actions.tolist() == [[5, 7]]
+
+
+def test_check_context_limits():
+    spec = synthetic_spec(size=8, context_len=2)
+    frames = torch.zeros(1, 3, 8, 8, 3, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="1 to context_len = 2"):
+        check_context(spec, frames, torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="actions must have shape"):
+        check_context(spec, frames[:, :2], torch.zeros(1, 3, dtype=torch.long))
+    check_context(spec, frames[:, :1], torch.zeros(1, 1, dtype=torch.long))

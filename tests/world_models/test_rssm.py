@@ -270,7 +270,10 @@ def test_tiny_model_overfits_moving_square():
     assert history[-1]["psnr"] > baseline + 5.0, (history[-1]["psnr"], baseline)
     # the deterministic filter reconstructs the last frames as well
     with torch.no_grad():
-        state = model.init_state(batch.frames, batch.actions)
+        k = spec.context_len
+        state = model.init_state(batch.frames[:, :k], batch.actions[:, :k])
+        for t in range(k, batch.frames.shape[1]):
+            state = model.observe(state, batch.frames[:, t], batch.actions[:, t])
         recon = model.decode(state).float() / 255.0
     psnr = -10 * torch.log10((recon - pixels[:, -1]).square().mean()).item()
     assert psnr > baseline + 3.0, (psnr, baseline)

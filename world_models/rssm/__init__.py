@@ -1,6 +1,6 @@
 """RSSM family (DreamerV3 recipe, Hafner et al. 2023, arXiv:2301.04104): the fast workhorse.
 
-Plugs into `world_models.families` through `make_spec` and `build`.
+Plugs into `world_models.families` through `FAMILY` (its `make_spec` and `build`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from world_models.rssm.config import PRESETS, RSSMConfig
 from world_models.rssm.model import RSSMWorldModel
 from world_models.rssm.networks import conv_stages
 
-__all__ = ["PRESETS", "RSSMConfig", "RSSMWorldModel", "build", "make_spec"]
+__all__ = ["FAMILY", "PRESETS", "RSSMConfig", "RSSMFamily", "RSSMWorldModel", "build", "make_spec"]
 
 
 def make_spec(
@@ -55,3 +55,21 @@ def build(spec: ModelSpec) -> RSSMWorldModel:
     if spec.family != "rssm":
         raise ValueError(f"spec is for family {spec.family!r}, not 'rssm'")
     return RSSMWorldModel(spec, RSSMConfig(**spec.hparams))
+
+
+class RSSMFamily:
+    """The RSSM as a `world_models.base.Family`."""
+
+    name = "rssm"
+    presets: tuple[str, ...] = tuple(PRESETS)
+
+    def default_hparams(self, preset: str) -> dict[str, Any]:
+        """Hyper-parameters of `preset` (the fields of `RSSMConfig`)."""
+        return asdict(PRESETS[preset])
+
+    make_spec = staticmethod(make_spec)
+    build = staticmethod(build)
+
+
+FAMILY = RSSMFamily()
+"""The registered RSSM family."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from world_models.base import ModelSpec, State, Transition
+from world_models.base import ModelSpec, State, Transition, check_context
 from world_models.data import SequenceBatch
 from world_models.heads import ContinueHead, RewardHead
 from world_models.rssm.config import RSSMConfig
@@ -37,6 +37,7 @@ from world_models.rssm.networks import (
     output_to_frames,
     upsample,
 )
+from world_models.sampling import Noise, as_noise
 
 
 class RSSMWorldModel(nn.Module):
@@ -133,7 +134,7 @@ class RSSMWorldModel(nn.Module):
         actions: Tensor,
         is_first: Tensor,
         sample: bool = True,
-        generator: torch.Generator | None = None,
+        noise: Noise | torch.Generator | None = None,
     ) -> dict[str, Tensor]:
         """Filter a real sequence from the initial state with the posterior.
 
@@ -146,6 +147,7 @@ class RSSMWorldModel(nn.Module):
         """
         b, t = frames.shape[:2]
         device = self.init_deter.device
+        noise = as_noise(noise)
         is_first = is_first.to(device).bool().clone()  # (B, T)
         is_first[:, 0] = True
         embed = self.encoder(frames.to(device).flatten(0, 1)).unflatten(0, (b, t))  # (B, T, E)
@@ -160,7 +162,7 @@ class RSSMWorldModel(nn.Module):
             stoch = torch.where(first.unsqueeze(-1), init["stoch"], stoch)  # (B, G, K)
             deter = self._img_step(deter, stoch, act[:, i])  # (B, D)
             post = self._posterior(deter, embed[:, i])  # (B, G, K)
-            stoch = sample_onehot(post, generator) if sample else mode_onehot(post)  # (B, G, K)
+            stoch = sample_onehot(post, noise) if sample else mode_onehot(post)  # (B, G, K)
             deters.append(deter)
             posts.append(post)
             stochs.append(stoch)
@@ -175,21 +177,21 @@ class RSSMWorldModel(nn.Module):
         """Burn in with the posterior (mode, so deterministic) over a real context.
 
         The context starts from the initial state like an episode start, so ``actions[:, 0]``
-        is ignored.
+        is ignored (the padding rule of `world_models.base`; no padding is needed).
         """
-        self._check_frames(frames, 5)
+        check_context(self.spec, frames, actions)
         is_first = torch.zeros(frames.shape[:2], dtype=torch.bool, device=self.init_deter.device)
         seq = self.posterior_rollout(frames, actions, is_first, sample=False)
         return {key: seq[key][:, -1].contiguous() for key in ("deter", "stoch")}
 
     def step(
-        self, state: State, action: Tensor, generator: torch.Generator | None = None
+        self, state: State, action: Tensor, noise: Noise | torch.Generator | None = None
     ) -> Transition:
-        """Imagine one step with the prior; the decoder is not run."""
+        """Imagine one step with the prior (latents drawn from `noise`); the decoder is not run."""
         deter = state["deter"]
         act = self._action_input(action, (deter.shape[0],))  # (B, A)
         deter = self._img_step(deter, state["stoch"], act)  # (B, D)
-        stoch = sample_onehot(self._latent_probs(self.prior_net, deter), generator)  # (B, G, K)
+        stoch = sample_onehot(self._latent_probs(self.prior_net, deter), as_noise(noise))  # (B, G, K)
         feat = self._features(deter, stoch)  # (B, F)
         return Transition(
             {"deter": deter, "stoch": stoch},
@@ -215,8 +217,8 @@ class RSSMWorldModel(nn.Module):
         embed = self.encoder(frame.to(deter.device))  # (B, E)
         return {"deter": deter, "stoch": mode_onehot(self._posterior(deter, embed))}
 
-    def compute_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict[str, float]]:
-        """World-model loss on a (B, T) batch; resets the state where is_first."""
+    def compute_loss(self, batch: SequenceBatch, step: int = 0) -> tuple[Tensor, dict[str, float]]:
+        """World-model loss on a (B, T) batch; resets the state where is_first (`step` unused)."""
         cfg = self.cfg
         device = self.init_deter.device
         batch = batch.to(device)

@@ -81,7 +81,8 @@ class OnlineConfig:
     start_pool: int = 1024
     """Imagination starts: posterior states of this many random replay windows per iteration."""
     start_length: int = 4
-    """Real frames per start window."""
+    """Real frames per start window (capped at the model's `context_len`; burned in by the
+    padding rule of `world_models.base`)."""
     batch_size: int = 16
     """World-model batch size (windows)."""
     seq_len: int = 16
@@ -290,7 +291,7 @@ def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dic
                 for _ in range(updates):
                     metrics = loop.trainer.update(data, cfg.batch_size, cfg.seq_len)
                 starts = ReplayStarts(model, data, agent.cfg.batch_size, cfg.start_pool,
-                                      cfg.start_length, loop.rng)
+                                      min(cfg.start_length, model.spec.context_len), loop.rng)
                 agent_metrics = train_in_imagination(agent, model, starts, cfg.agent_updates,
                                                      loop.generator, progress=False)
                 progress["imagined_steps"] += int(agent_metrics.get("imagined_steps", 0))

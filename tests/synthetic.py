@@ -90,7 +90,7 @@ class SyntheticWorldModel(nn.Module):
         pos = self._frame_to_pos(frame)
         return {"pos": pos.unsqueeze(1), "t": state["t"] + 1}
 
-    def compute_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict[str, float]]:
+    def compute_loss(self, batch: SequenceBatch, step: int = 0) -> tuple[Tensor, dict[str, float]]:
         loss = (self.dummy**2).sum()
         return loss, {"loss": float(loss)}
 

@@ -9,6 +9,13 @@ frame), ``rewards[:, t]`` the reward received on arriving at frame ``t`` and
 ``terminated[:, t]`` whether frame ``t`` is terminal. ``step(state, a)`` therefore
 applies ``a`` to the state's latest frame and returns the next state, its reward and
 the probability that the episode continues after it.
+
+Training (`world_models.trainer`): ``compute_loss(batch, step)`` gets the global step (for
+schedules) and must respect the batch's masks (`world_models.data`). A family may also
+define ``training_stages() -> Sequence[world_models.stages.Stage]`` (parameter groups,
+learning rates, warm-up, step counts; what no stage group selects stays frozen; default:
+one stage over every parameter) and an ``ema_decay`` attribute > 0, for which the trainer
+keeps EMA weights that checkpoints store and imagination loads.
 """
 
 from __future__ import annotations
@@ -114,8 +121,9 @@ class WorldModel(Protocol):
         """Fold one real frame (B, H, W, C) uint8, reached by `action`, into the state."""
         ...
 
-    def compute_loss(self, batch: SequenceBatch) -> tuple[Tensor, dict[str, float]]:
-        """Training objective on a batch; metrics is a flat dict of floats."""
+    def compute_loss(self, batch: SequenceBatch, step: int = 0) -> tuple[Tensor, dict[str, float]]:
+        """Training objective on a batch (masks respected) at global training `step`; metrics
+        is a flat dict of floats."""
         ...
 
     # nn.Module methods every family inherits

@@ -9,6 +9,11 @@ wants under 4 GB for 1M frames, and of the dataset-building child.
 
 Run: ``python -m benchmarks.bench_memory [--frames N] [--steps S] [--workdir DIR] [--keep]
 [--json PATH]``. Needs about 2.1x the frame bytes of free disk (dataset + cache).
+
+Measured on 2 shared CPU cores (``nice -n 10 python -m benchmarks.bench_memory --threads 2``):
+1,000,000 frames (12.3 GB), `small` RSSM, 200 steps of batch 16 x 16: peak RSS of the
+training process 824 MB (308 MB for the building child); building 190 s, frame cache
+225 s, training 374 s (0.54 steps/s).
 """
 
 from __future__ import annotations

@@ -94,6 +94,8 @@ def add_dataclass_arguments(
         elif origin in (tuple, list):
             inner = typing.get_args(tp)[0]
             kwargs.update(nargs="+", type=inner)
+            if f.metadata.get("repeatable"):  # --x a b --x c -> (a, b, c)
+                kwargs["action"] = "extend"
         elif origin is typing.Literal:
             choices = typing.get_args(tp)
             kwargs.update(choices=choices, type=type(choices[0]))
@@ -107,7 +109,7 @@ def add_dataclass_arguments(
         elif required:
             kwargs["required"] = True
         else:
-            kwargs["default"] = default
+            kwargs["default"] = None if kwargs.get("action") == "extend" else default
         parser.add_argument(flag, **kwargs)
     for f in nested:
         add_dataclass_arguments(parser, hints[f.name], rename=f.metadata.get("rename"), seen=seen)
@@ -131,6 +133,8 @@ def dataclass_from_args(
         if not hasattr(namespace, dest):
             continue
         value = getattr(namespace, dest)
+        if value is None and f.metadata.get("repeatable"):
+            continue  # not given: the field's default
         tp, _ = _unwrap_optional(hints[f.name])
         if typing.get_origin(tp) is tuple and isinstance(value, list):
             value = tuple(value)

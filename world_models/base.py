@@ -44,6 +44,13 @@ start-state cache work on any family without knowing it.
 **Features.** `features(state)` is float32 (B, `spec.feature_dim`) with
 ``feature_dim > 0`` known from the spec (checked by `ModelSpec`), so observation spaces
 are declared up front without running the model.
+
+**Training.** (`world_models.trainer`) ``compute_loss(batch, step)`` gets the global step (for
+schedules) and must respect the batch's masks (`world_models.data`). A family may also
+define ``training_stages() -> Sequence[world_models.stages.Stage]`` (parameter groups,
+learning rates, warm-up, step counts; what no stage group selects stays frozen; default:
+one stage over every parameter) and an ``ema_decay`` attribute > 0, for which the trainer
+keeps EMA weights that checkpoints store and imagination loads.
 """
 
 from __future__ import annotations
@@ -181,7 +188,8 @@ class WorldModel(Protocol):
         ...
 
     def compute_loss(self, batch: SequenceBatch, step: int = 0) -> tuple[Tensor, dict[str, float]]:
-        """Training objective on a batch at training step `step`; metrics: a flat dict of floats."""
+        """Training objective on a batch (masks respected) at global training `step`; metrics
+        is a flat dict of floats."""
         ...
 
     # nn.Module methods every family inherits

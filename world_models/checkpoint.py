@@ -3,9 +3,13 @@
 Layout of a checkpoint folder (design section 5)::
 
     config.json          format version, spec, task, dataset id, step, versions, train config
-    model.safetensors    model parameters
+    model.safetensors    model parameters (written with safetensors' model API, so tied
+                         weights are stored once)
+    ema.safetensors      EMA parameters, when the model declares ``ema_decay`` (optional);
+                         `load_checkpoint` uses them for imagination by default
     contexts.safetensors bank of real start contexts: frames uint8 (N, T, H, W, C), actions
-    trainer.safetensors  optimiser state and RNG states, for resuming (optional)
+    trainer.safetensors  every stage's optimiser state and the RNG states (numpy in
+                         config.json; torch, CUDA here), for resuming (optional)
 
 `save_checkpoint` writes into ``<path>.tmp`` and swaps it in with renames, so a run killed
 while saving leaves the previous checkpoint intact (``<path>.old`` is picked up if the kill
@@ -24,8 +28,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import Tensor
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import Tensor, nn
 
 from world_models.atomic import swap_in
 from world_models.base import ModelSpec, WorldModel
@@ -38,6 +42,7 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 CONTEXTS_FILE = "contexts.safetensors"
 TRAINER_FILE = "trainer.safetensors"
+EMA_FILE = "ema.safetensors"
 
 
 class CheckpointError(ValueError):
@@ -64,7 +69,7 @@ class Checkpoint:
     path: Path
     """The checkpoint folder."""
     model: WorldModel
-    """The model, in eval mode, on the requested device."""
+    """The model, in eval mode, on the requested device (EMA weights unless asked otherwise)."""
     spec: ModelSpec
     """The model's spec."""
     contexts: ContextBank
@@ -116,8 +121,12 @@ def save_checkpoint(
     contexts: ContextBank,
     config: dict[str, Any],
     trainer_state: dict[str, Tensor] | None = None,
+    ema_model: nn.Module | None = None,
 ) -> Path:
-    """Write a checkpoint folder atomically; `config` must be JSON-serialisable."""
+    """Write a checkpoint folder atomically; `config` must be JSON-serialisable.
+
+    `ema_model` (a copy of the model holding EMA weights) goes to ``ema.safetensors``.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -129,8 +138,9 @@ def save_checkpoint(
         **config,
     }
     (tmp / CONFIG_FILE).write_text(json.dumps(full_config, indent=2, sort_keys=True))
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(tmp / MODEL_FILE))
+    save_model(model, str(tmp / MODEL_FILE))  # type: ignore[arg-type]
+    if ema_model is not None:
+        save_model(ema_model, str(tmp / EMA_FILE))
     save_file(
         {"frames": contexts.frames.cpu().contiguous(), "actions": contexts.actions.cpu().contiguous()},
         str(tmp / CONTEXTS_FILE),
@@ -172,8 +182,12 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
     expect_task: str | None = None,
     expect_family: str | None = None,
+    ema: bool = True,
 ) -> Checkpoint:
     """Load a checkpoint folder (or a run folder holding ``checkpoint/``).
+
+    With `ema` (default) the model gets the EMA weights when the checkpoint has them (what
+    imagination and evaluation use); ``ema=False`` gives the raw trained weights (resuming).
 
     Raises `CheckpointError` naming the problem when the folder is missing or corrupt, was
     written by another format version, or was trained on a task other than `expect_task`.
@@ -194,13 +208,7 @@ def load_checkpoint(
             f"not on {expect_task!r}"
         )
     model = build_model(spec)
-    weights = _load_tensors(folder / MODEL_FILE)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        raise CheckpointError(
-            f"corrupt checkpoint: {folder / MODEL_FILE} does not match its spec: {error}"
-        ) from None
+    load_weights(folder, model, ema=ema)  # type: ignore[arg-type]
     bank = _load_tensors(folder / CONTEXTS_FILE)
     contexts = ContextBank(frames=bank["frames"], actions=bank["actions"])
     if tuple(contexts.frames.shape[2:]) != tuple(spec.frame_shape):
@@ -211,6 +219,26 @@ def load_checkpoint(
     model.to(device)
     model.eval()
     return Checkpoint(path=folder, model=model, spec=spec, contexts=contexts, config=config)
+
+
+def load_weights(path: str | Path, model: nn.Module, ema: bool = True) -> bool:
+    """Load a checkpoint's weights into `model` (tied weights restored); True if EMA ones.
+
+    Takes the EMA weights when `ema` and the checkpoint has them, else the raw weights.
+    Raises `CheckpointError` for a missing, corrupt or mismatching file.
+    """
+    folder = resolve_checkpoint_dir(path)
+    use_ema = ema and (folder / EMA_FILE).is_file()
+    file = folder / (EMA_FILE if use_ema else MODEL_FILE)
+    if not file.is_file():
+        raise CheckpointError(f"corrupt checkpoint: {file} is missing")
+    try:
+        load_model(model, str(file))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"corrupt checkpoint: cannot read {file}: {error}") from None
+    except RuntimeError as error:
+        raise CheckpointError(f"corrupt checkpoint: {file} does not match its spec: {error}") from None
+    return use_ema
 
 
 def load_trainer_state(path: str | Path) -> dict[str, Tensor] | None:

@@ -41,21 +41,23 @@ def open_loop_metrics(
     """PSNR at each horizon, reward MAE, and termination accuracy on held-out windows.
 
     `batch` holds windows of length ``context_len + max(horizons)`` that start an episode
-    at most at index 0. Steps after a real termination are excluded from the reward and
-    termination metrics (the real episode has ended there).
+    at most at index 0. Steps after a real termination and padding (``valid`` False) are
+    excluded from the metrics (the real episode has ended there).
     """
     device = next(model.parameters()).device
-    batch = batch.to(device)
+    batch = batch.with_masks().to(device)
+    valid = batch.valid[:, context_len:]  # (B, H')
     generator = torch.Generator(device=device).manual_seed(seed)
     frames, rewards, conts = open_loop_rollout(model, batch, context_len, generator)
     real = batch.frames[:, context_len:]
     metrics: dict[str, float] = {}
     for h in horizons:
-        if h <= frames.shape[1]:
-            metrics[f"psnr_h{h}"] = float(psnr(frames[:, h - 1], real[:, h - 1]).mean())
+        if h <= frames.shape[1] and valid[:, h - 1].any():
+            rows = valid[:, h - 1]  # (B,)
+            metrics[f"psnr_h{h}"] = float(psnr(frames[rows, h - 1], real[rows, h - 1]).mean())
     terminated = batch.terminated[:, context_len:]
     # valid until (and including) the first real termination
-    alive = (terminated.cumsum(1) - terminated.long()) == 0  # (B, H')
+    alive = ((terminated.cumsum(1) - terminated.long()) == 0) & valid  # (B, H')
     real_rewards = batch.rewards[:, context_len:]
     metrics["reward_mae"] = float((rewards - real_rewards).abs()[alive].mean())
     predicted_end = conts < 0.5

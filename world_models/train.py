@@ -1,15 +1,19 @@
 """The one training loop every world-model family uses: `vwm train-model`.
 
-Reads (B, T) windows from a local Minari dataset, optimises `model.compute_loss` with
-Adam and gradient clipping, logs to TensorBoard, evaluates open-loop fidelity on held-out
-episodes, and writes atomic checkpoints that `--resume` continues bit-for-bit.
+Reads (B, T) windows from a local Minari dataset and/or action-free videos
+(`world_models.sources`), runs the model's training stages (`world_models.trainer`), logs
+to TensorBoard, evaluates open-loop fidelity on held-out episodes (in eval mode, with the
+EMA weights when the model keeps them), and writes atomic checkpoints that `--resume`
+continues bit-for-bit.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +23,42 @@ from tqdm.auto import tqdm
 
 from world_models.base import WorldModel
 from world_models.checkpoint import (
+    EMA_FILE,
     CheckpointError,
     ContextBank,
     load_checkpoint,
     load_trainer_state,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
+    load_weights,
     read_config,
+    resolve_checkpoint_dir,
     save_checkpoint,
 )
 from world_models.data import SequenceDataset
 from world_models.evaluation import open_loop_metrics, open_loop_rollout
 from world_models.families import build_model, make_spec
+from world_models.sources import MixedDataset, load_sources
+from world_models.trainer import WorldModelTrainer
+
+__all__ = ["TrainConfig", "WorldModelTrainer", "train_world_model", "train_from_config"]
 
 
 @dataclass
 class TrainConfig:
     """Options of `vwm train-model`."""
 
-    dataset: str
-    """Minari dataset id to train on (e.g. vwm/cartpole/random-v0)."""
+    dataset: str = ""
+    """Minari dataset id to train on (e.g. vwm/cartpole/random-v0); optional with --videos."""
+    videos: tuple[str, ...] = field(default=(), metadata={"repeatable": True})
+    """Action-free videos (mp4/gif files or folders of them, comma lists allowed; repeatable),
+    trained on alongside the dataset: batch rows are drawn from each source in proportion to
+    its frames."""
+    ignore_actions: bool = False
+    """Train on the dataset without its actions (its action space still sizes the model)."""
+    action_space: str = ""
+    """Model action space when the data has none: discrete:N or continuous:A[:LOW:HIGH]
+    (default with videos only: discrete:1, a single "no action")."""
+    video_size: int = 64
+    """Square side videos are resized to when no dataset fixes the frame shape (0: as is)."""
     out: str = "runs/model"
     """Run folder: the checkpoint goes to OUT/checkpoint, TensorBoard logs to OUT/tb."""
     family: str = "rssm"
@@ -54,13 +74,16 @@ class TrainConfig:
     seq_len: int = 16
     """Frames per window."""
     lr: float = 4e-4
-    """Adam learning rate."""
+    """Adam learning rate (stages a family declares may set their own)."""
+    warmup: int = 0
+    """Linear learning-rate warm-up steps at the start of each stage (unless it sets its own)."""
     grad_clip: float = 100.0
     """Global gradient-norm clip."""
     seed: int = 0
     """Seed for initialisation and window sampling."""
     holdout_episodes: int = 5
-    """Episodes kept out of training for evaluation."""
+    """Episodes of the dataset (or of the videos, without one) kept out of training for
+    evaluation; 0 evaluates on training windows, reported as such."""
     num_contexts: int = 256
     """Real start contexts stored in the checkpoint for imagined env resets."""
     eval_every: int = 500
@@ -103,63 +126,13 @@ def parse_overrides(text: str | dict[str, Any] | None) -> dict[str, Any]:
     return value
 
 
-class WorldModelTrainer:
-    """Adam + clipping over `compute_loss`, with resumable optimiser and RNG state."""
-
-    def __init__(self, model: WorldModel, lr: float, grad_clip: float, seed: int) -> None:
-        self.model = model
-        self.grad_clip = grad_clip
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-8)
-        self.rng = np.random.default_rng(seed)
-        self.step = 0
-
-    def update(self, dataset: SequenceDataset, batch_size: int, seq_len: int) -> dict[str, float]:
-        """One gradient step on a freshly sampled batch; raises on a non-finite loss."""
-        device = next(self.model.parameters()).device
-        batch = dataset.sample(batch_size, seq_len, self.rng).to(device)
-        self.model.train()
-        loss, metrics = self.model.compute_loss(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite world-model loss at step {self.step} ({metrics}); "
-                "the last good checkpoint is kept"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
-        self.step += 1
-        metrics = dict(metrics, loss=float(loss.detach()), grad_norm=float(norm))
-        return metrics
-
-    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Tensors and JSON needed to resume exactly: optimiser, torch and numpy RNGs."""
-        tensors, groups = optimizer_to_tensors(self.optimizer.state_dict())
-        tensors["torch_rng"] = torch.get_rng_state()
-        info = {"param_groups": groups, "numpy_rng": self.rng.bit_generator.state, "step": self.step}
-        return tensors, info
-
-    def load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
-        """Restore what `state_tensors` saved."""
-        device = next(self.model.parameters()).device
-        state = optimizer_from_tensors(tensors, info["param_groups"])
-        state["state"] = {
-            i: {k: (v if k == "step" else v.to(device)) for k, v in s.items()}
-            for i, s in state["state"].items()
-        }
-        self.optimizer.load_state_dict(state)
-        torch.set_rng_state(tensors["torch_rng"])
-        self.rng.bit_generator.state = info["numpy_rng"]
-        self.step = int(info["step"])
-
-
 def save_run_checkpoint(
     out: Path, trainer: WorldModelTrainer, contexts: ContextBank, config: dict[str, Any]
 ) -> Path:
     """Write OUT/checkpoint with the model, contexts and the trainer's resume state."""
     tensors, info = trainer.state_tensors()
-    config = dict(config, step=trainer.step, trainer=info)
-    return save_checkpoint(out / "checkpoint", trainer.model, contexts, config, tensors)
+    config = dict(config, step=trainer.step, trainer=info, ema=trainer.ema is not None)
+    return save_checkpoint(out / "checkpoint", trainer.model, contexts, config, tensors, trainer.ema)
 
 
 def tensorboard_writer(out: Path, enabled: bool = True):
@@ -171,41 +144,72 @@ def tensorboard_writer(out: Path, enabled: bool = True):
     return SummaryWriter(str(out / "tb"))
 
 
+@contextmanager
+def evaluating(model: WorldModel) -> Iterator[WorldModel]:
+    """Put `model` in eval mode for the block, then back in the mode it was in."""
+    was_training = model.training  # type: ignore[attr-defined]
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def _evaluate(
-    model: WorldModel, holdout: SequenceDataset, context_len: int, horizon: int, seed: int
+    model: WorldModel, data: SequenceDataset, context_len: int, horizon: int, seed: int
 ) -> dict[str, float]:
-    """Open-loop fidelity on held-out data.
+    """Open-loop fidelity on `data` (held-out episodes, or training ones when none are), in
+    eval mode.
 
     PSNR against horizon and reward error come from random windows; termination metrics
-    from the last few steps of every held-out episode, so real terminations are always seen.
+    from the last few steps of every episode, so real terminations are always seen.
+    Reward and termination metrics are left out for data without rewards (videos).
     """
-    batch = holdout.sample(32, context_len + horizon, np.random.default_rng(seed))
+    batch = data.sample(32, context_len + horizon, np.random.default_rng(seed))
     horizons = tuple(h for h in (1, 5, 10, 15, 30) if h <= horizon)
-    metrics = open_loop_metrics(model, batch, context_len, horizons)
-    ends = holdout.end_windows(context_len + 3)
-    if ends is not None:
-        end_metrics = open_loop_metrics(model, ends, context_len, ())
-        for key in ("termination_accuracy", "termination_recall", "false_termination_rate"):
-            if key in end_metrics:
-                metrics[key] = end_metrics[key]
+    with evaluating(model):
+        metrics = open_loop_metrics(model, batch, context_len, horizons)
+        ends = data.end_windows(context_len + 3)
+        if ends is not None:
+            end_metrics = open_loop_metrics(model, ends, context_len, ())
+            for key in ("termination_accuracy", "termination_recall", "false_termination_rate"):
+                if key in end_metrics:
+                    metrics[key] = end_metrics[key]
+    if not data.has_rewards:
+        metrics = {k: v for k, v in metrics.items() if k.startswith("psnr")}
     return metrics
 
 
 def _comparison_image(
-    model: WorldModel, holdout: SequenceDataset, context_len: int, horizon: int, seed: int
+    model: WorldModel, data: SequenceDataset, context_len: int, horizon: int, seed: int
 ) -> np.ndarray:
     """uint8 (2H, W * steps, C) image: real frames above, open-loop predictions below."""
-    batch = holdout.sample(1, context_len + horizon, np.random.default_rng(seed + 1))
+    batch = data.sample(1, context_len + horizon, np.random.default_rng(seed + 1))
     device = next(model.parameters()).device
-    frames, _, _ = open_loop_rollout(model, batch.to(device), context_len,
-                                     torch.Generator(device=device).manual_seed(seed))
+    with evaluating(model):
+        frames, _, _ = open_loop_rollout(model, batch.to(device), context_len,
+                                         torch.Generator(device=device).manual_seed(seed))
     real = batch.frames[0, context_len:].numpy()  # (H', H, W, C)
     imagined = frames[0].cpu().numpy()  # (H', H, W, C)
     return np.concatenate([np.concatenate(list(real), 1), np.concatenate(list(imagined), 1)], 0)
 
 
-def _dataset_task(dataset: SequenceDataset) -> str | None:
-    return getattr(dataset, "task_id", None)
+def _load_data(cfg: TrainConfig) -> MixedDataset:
+    return load_sources(cfg.dataset, cfg.videos, cfg.ignore_actions, cfg.action_space,
+                        cfg.holdout_episodes, cfg.video_size)
+
+
+def _check_resumable(out: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume a run trained on other data or with another family."""
+    previous = read_config(out)
+    before = (previous.get("dataset") or "", list(previous.get("videos") or []),
+              previous["spec"]["family"])
+    now = (cfg.dataset, list(cfg.videos), cfg.family)
+    if before != now:
+        raise CheckpointError(
+            f"cannot resume {out}: it was trained on dataset {before[0]!r}, videos {before[1]} "
+            f"with family {before[2]!r}, not {now[0]!r}, {now[1]}, {now[2]!r}"
+        )
 
 
 def train_world_model(cfg: TrainConfig) -> Path:
@@ -213,11 +217,12 @@ def train_world_model(cfg: TrainConfig) -> Path:
     out = Path(cfg.out)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    dataset = SequenceDataset.from_minari(cfg.dataset, holdout_episodes=cfg.holdout_episodes)
-    train_data, holdout = dataset.train, dataset.holdout
-    run_config = {
-        "task": _dataset_task(dataset),
+    data = _load_data(cfg)
+    run_config: dict[str, Any] = {
+        "task": data.task_id,
         "dataset": cfg.dataset,
+        "videos": list(cfg.videos),
+        "sources": data.describe(),
         "train_config": asdict(cfg),
     }
     resume_state = None
@@ -227,40 +232,43 @@ def train_world_model(cfg: TrainConfig) -> Path:
             f"{out} already holds a checkpoint; pass --resume to continue it or pick another --out"
         )
     if has_checkpoint:
-        previous = read_config(out)
-        if previous.get("dataset") != cfg.dataset or previous["spec"]["family"] != cfg.family:
-            raise CheckpointError(
-                f"cannot resume {out}: it was trained on {previous.get('dataset')!r} with "
-                f"family {previous['spec']['family']!r}, not {cfg.dataset!r}/{cfg.family!r}"
-            )
-        loaded = load_checkpoint(out, device=device)
+        _check_resumable(out, cfg)
+        loaded = load_checkpoint(out, device=device, ema=False)
         model, contexts = loaded.model, loaded.contexts
         resume_state = (load_trainer_state(out), loaded.config["trainer"])
     else:
+        space = data.action_space
         spec = make_spec(
             cfg.family,
-            frame_shape=dataset.frame_shape,
-            action_kind=dataset.action_kind,
-            action_dim=dataset.action_dim,
-            action_low=dataset.action_low,
-            action_high=dataset.action_high,
+            frame_shape=data.frame_shape,
+            action_kind=space.kind,
+            action_dim=space.dim,
+            action_low=space.low,
+            action_high=space.high,
             preset=cfg.preset,
             overrides=parse_overrides(cfg.overrides),
         )
         model = build_model(spec).to(device)
-        contexts = dataset.contexts(cfg.num_contexts, spec.context_len, np.random.default_rng(cfg.seed))
-    trainer = WorldModelTrainer(model, cfg.lr, cfg.grad_clip, cfg.seed + 1)
+        contexts = data.contexts(cfg.num_contexts, spec.context_len, np.random.default_rng(cfg.seed))
+    trainer = WorldModelTrainer(model, cfg.lr, cfg.grad_clip, cfg.seed + 1, cfg.warmup)
     if resume_state is not None:
         tensors, info = resume_state
         if tensors is None:
             raise CheckpointError(f"cannot resume {out}: its checkpoint has no trainer state")
         trainer.load_state(tensors, info)
+        if trainer.ema is not None and (resolve_checkpoint_dir(out) / EMA_FILE).is_file():
+            load_weights(out, trainer.ema, ema=True)
     context_len = model.spec.context_len
+    eval_data, split = (data.holdout, "held-out") if data.holdout is not None else (data.primary, "training")
+    if data.holdout is None:
+        print("no held-out episodes (--holdout-episodes 0): fidelity is measured on training windows")
+    run_config["eval_split"] = split
     writer = tensorboard_writer(out, cfg.tensorboard)
+    tag = "eval" if split == "held-out" else "eval_train"
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc="train-model", disable=not cfg.progress)
     try:
         while trainer.step < cfg.steps:
-            metrics = trainer.update(train_data, cfg.batch_size, cfg.seq_len)
+            metrics = trainer.update(data, cfg.batch_size, cfg.seq_len)
             bar.update(1)
             if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
                 bar.set_postfix(loss=f"{metrics['loss']:.3g}")
@@ -269,13 +277,14 @@ def train_world_model(cfg: TrainConfig) -> Path:
                         writer.add_scalar(f"train/{key}", value, trainer.step)
             last = trainer.step == cfg.steps
             if (cfg.eval_every and trainer.step % cfg.eval_every == 0) or last:
-                evaluation = _evaluate(model, holdout, context_len, cfg.eval_horizon, cfg.seed)
+                sampler = trainer.sampling_model
+                evaluation = _evaluate(sampler, eval_data, context_len, cfg.eval_horizon, cfg.seed)
                 run_config["eval"] = evaluation
                 if writer is not None:
                     for key, value in evaluation.items():
-                        writer.add_scalar(f"eval/{key}", value, trainer.step)
-                    writer.add_image("eval/real_vs_open_loop", _comparison_image(
-                        model, holdout, context_len, cfg.eval_horizon, cfg.seed), trainer.step,
+                        writer.add_scalar(f"{tag}/{key}", value, trainer.step)
+                    writer.add_image(f"{tag}/real_vs_open_loop", _comparison_image(
+                        sampler, eval_data, context_len, cfg.eval_horizon, cfg.seed), trainer.step,
                         dataformats="HWC")
             if trainer.step % cfg.checkpoint_every == 0 or last:
                 save_run_checkpoint(out, trainer, contexts, run_config)
@@ -285,7 +294,7 @@ def train_world_model(cfg: TrainConfig) -> Path:
             writer.close()
     if "eval" in run_config:
         summary = ", ".join(f"{k}={v:.3g}" for k, v in run_config["eval"].items() if math.isfinite(v))
-        print(f"held-out fidelity: {summary}")
+        print(f"{split} fidelity: {summary}")
     print(f"checkpoint: {out / 'checkpoint'}")
     return out / "checkpoint"
 

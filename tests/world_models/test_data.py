@@ -92,19 +92,21 @@ def test_windows_stay_inside_one_episode(seq_len):
     batch = data.sample(256, seq_len, np.random.default_rng(seq_len))
     assert batch.frames.shape == (256, seq_len, 8, 8, 3)
     episode, t = _decode(batch)
-    is_first = batch.is_first.numpy()
+    is_first, valid = batch.is_first.numpy(), batch.valid.numpy()
+    assert (batch.has_action.numpy() == (valid & ~is_first)).all()
+    assert (batch.has_reward.numpy() == valid).all()
     for row in range(256):
-        real = np.r_[True, ~is_first[row, 1:]]  # later is_first frames are padding
-        n_real = int(real.sum())
-        assert real[:n_real].all(), "padding only at the end"
+        n_real = int(valid[row].sum())
+        assert valid[row, :n_real].all(), "padding only at the end"
         assert (episode[row] == episode[row, 0]).all(), "one episode per window"
         np.testing.assert_array_equal(t[row, :n_real], t[row, 0] + np.arange(n_real))
-        if n_real < seq_len:  # short episode: padded with its first frame, flagged is_first
+        if n_real < seq_len:  # short episode: padded with its last frame, marked not valid
             assert t[row, 0] == 0 and n_real == LENGTHS[episode[row, 0]] + 1
-            assert (t[row, n_real:] == 0).all() and is_first[row, n_real:].all()
+            assert (t[row, n_real:] == t[row, n_real - 1]).all() and not is_first[row, n_real:].any()
             assert not batch.actions[row, n_real:].any() and not batch.rewards[row, n_real:].any()
+            assert not batch.terminated[row, n_real:].any()
         # is_first exactly where a real frame is an episode's first frame
-        np.testing.assert_array_equal(is_first[row, :n_real], t[row, :n_real] == 0)
+        np.testing.assert_array_equal(is_first[row], t[row] == 0)
 
 
 def test_sampling_is_seeded():

@@ -293,3 +293,55 @@ def test_image_size_pools_inside_the_model():
                            overrides={"image_size": 24})
     with pytest.raises(ValueError, match="image_size"):
         build_model(bad)
+
+
+def _loss_with(model, batch, seed=0):
+    torch.manual_seed(seed)  # the posterior samples from the global generator
+    return model.compute_loss(batch, 0)
+
+
+@pytest.mark.parametrize("kind", ["discrete", "continuous"])
+def test_action_free_rows_ignore_their_actions(kind):
+    model = make_model((16, 16, 3), kind)
+    base = random_batch(model.spec, 3, 5)
+    has_action = torch.ones(3, 5, dtype=torch.bool)
+    has_action[1:] = False  # rows 1 and 2 are action-free
+    batch = base._replace(has_action=has_action & ~base.is_first)
+    other = batch._replace(actions=torch.where(
+        has_action.view(3, 5, *([1] * (base.actions.ndim - 2))), base.actions,
+        random_actions(model.spec, 3, 5)))
+    assert not torch.equal(other.actions, batch.actions)
+    loss_a, _ = _loss_with(model, batch)
+    loss_b, _ = _loss_with(model, other)
+    assert torch.equal(loss_a, loss_b)
+    # labelled rows do see their actions
+    changed = batch._replace(actions=random_actions(model.spec, 3, 5))
+    assert not torch.equal(_loss_with(model, changed)[0], loss_a)
+
+
+def test_reward_and_continue_heads_get_no_gradient_without_rewards():
+    model = make_model((16, 16, 3))
+    batch = random_batch(model.spec, 2, 4)
+    batch = batch._replace(has_reward=torch.zeros(2, 4, dtype=torch.bool))
+    loss, metrics = _loss_with(model, batch)
+    loss.backward()
+    for head in (model.reward_head, model.cont_head):
+        for p in head.parameters():
+            assert p.grad is None or not p.grad.any()
+    assert "reward_loss" not in metrics and "psnr" in metrics
+    assert any(p.grad is not None and p.grad.any() for p in model.decoder.parameters())
+
+
+def test_padding_does_not_train():
+    model = make_model((16, 16, 3))
+    batch = random_batch(model.spec, 2, 5)
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    valid[0, 3:] = False
+    batch = batch._replace(valid=valid)
+    noise = torch.randint(0, 256, batch.frames.shape, dtype=torch.uint8)
+    padded = batch._replace(
+        frames=torch.where(valid[..., None, None, None], batch.frames, noise),
+        rewards=torch.where(valid, batch.rewards, 99.0),
+        terminated=batch.terminated & valid | ~valid,
+    )
+    assert torch.equal(_loss_with(model, batch)[0], _loss_with(model, padded)[0])

@@ -102,8 +102,8 @@ def test_non_finite_loss_stops_with_message(tmp_path, monkeypatch):
 
     original = RSSMWorldModel.compute_loss
 
-    def exploding(self, batch):
-        loss, metrics = original(self, batch)
+    def exploding(self, batch, step=0):
+        loss, metrics = original(self, batch, step)
         return loss * float("nan"), metrics
 
     monkeypatch.setattr(RSSMWorldModel, "compute_loss", exploding)

@@ -56,6 +56,8 @@ class RSSMConfig:
     """Highest reward bin, in symlog space."""
     context_len: int = 8
     """Real frames used to burn in the state before imagination (copied to the ModelSpec)."""
+    ema_decay: float = 0.0
+    """Decay of EMA weights the trainer keeps and imagination uses (0: none; e.g. 0.999)."""
     image_size: int = 0
     """Side of the frames the model encodes and reconstructs: frames are average-pooled to
     it and decoded frames upsampled back (0: the frame size). 32 on 64x64 frames makes
@@ -70,6 +72,8 @@ class RSSMConfig:
             raise ValueError(f"image_loss must be 'mse' or 'l1', got {self.image_loss!r}")
         if not 0.0 <= self.unimix < 1.0:
             raise ValueError(f"unimix must be in [0, 1), got {self.unimix}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.image_size < 0:
             raise ValueError(f"image_size must be >= 0, got {self.image_size}")
         for name in ("depth", "min_res", "deter", "stoch", "classes", "hidden", "context_len"):

@@ -9,6 +9,13 @@ Training reconstructs frames, predicts two-hot symlog rewards and continue flags
 [h_t, z_t], and ties prior and posterior by KL balancing with free bits.
 
 State keys: ``"deter"`` float32 (B, deter) and ``"stoch"`` float32 one-hot (B, G, K).
+
+Masks (`world_models.data`): reconstruction and KL train on ``valid`` frames, reward and
+continue heads on ``valid & has_reward``. Where ``has_action`` is False (videos,
+``--ignore-actions``) the transition gets an all-zero action input, the same "no action"
+input as on an episode's first frame: the RSSM still learns dynamics from action-free
+video, its prior then conditioned on that zero input (a one-hot of a discrete action is
+never all zero, so "no action" is distinguishable from every real action).
 """
 
 from __future__ import annotations
@@ -76,6 +83,8 @@ class RSSMWorldModel(nn.Module):
         )
         self.cont_head = ContinueHead(cfg.feature_dim, cfg.hidden, cfg.head_layers)
         self.init_deter = nn.Parameter(torch.zeros(cfg.deter))  # learned initial state
+        self.ema_decay = cfg.ema_decay
+        """EMA decay for the trainer (0: no EMA weights)."""
         center, scale = _action_affine(spec)
         self.register_buffer("action_center", center, persistent=False)
         self.register_buffer("action_scale", scale, persistent=False)
@@ -135,13 +144,14 @@ class RSSMWorldModel(nn.Module):
         is_first: Tensor,
         sample: bool = True,
         noise: Noise | torch.Generator | None = None,
+        has_action: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Filter a real sequence from the initial state with the posterior.
 
         frames uint8 (B, T, H, W, C), actions (B, T) or (B, T, A), is_first bool (B, T).
         Where is_first, and always on the first frame of the window (so that training windows
         and burn-in contexts start alike), the state is reset to the initial state and the
-        action input zeroed.
+        action input zeroed; the action input is also zeroed where `has_action` (B, T) is False.
         Posterior latents are sampled (straight-through) or, if not `sample`, the mode.
         Returns "deter" (B, T, D), "stoch" (B, T, G, K) and posterior probs "post" (B, T, G, K).
         """
@@ -152,7 +162,8 @@ class RSSMWorldModel(nn.Module):
         is_first[:, 0] = True
         embed = self.encoder(frames.to(device).flatten(0, 1)).unflatten(0, (b, t))  # (B, T, E)
         act = self._action_input(actions, (b, t))  # (B, T, A)
-        act = act * (~is_first).unsqueeze(-1).to(act.dtype)  # zero action on first frames
+        real = ~is_first if has_action is None else has_action.to(device).bool() & ~is_first
+        act = act * real.unsqueeze(-1).to(act.dtype)  # zero "no action" input: first frames, unknown
         init = self.initial(b)
         deter, stoch = init["deter"], init["stoch"]
         deters, posts, stochs = [], [], []
@@ -218,14 +229,22 @@ class RSSMWorldModel(nn.Module):
         return {"deter": deter, "stoch": mode_onehot(self._posterior(deter, embed))}
 
     def compute_loss(self, batch: SequenceBatch, step: int = 0) -> tuple[Tensor, dict[str, float]]:
-        """World-model loss on a (B, T) batch; resets the state where is_first (`step` unused)."""
+        """World-model loss on a (B, T) batch; resets the state where is_first.
+
+        Each term is averaged over the frames its mask admits (see the module docstring),
+        so padding never trains anything and action-free data never trains the reward or
+        continue heads. `step` is unused (no schedules).
+        """
         cfg = self.cfg
         device = self.init_deter.device
-        batch = batch.to(device)
+        batch = batch.with_masks().to(device)
         self._check_frames(batch.frames, 5)
         b, t = batch.is_first.shape
         is_first = batch.is_first.bool()  # (B, T)
-        seq = self.posterior_rollout(batch.frames, batch.actions, is_first, sample=True)
+        valid, labelled = batch.valid, batch.valid & batch.has_reward  # (B, T) each
+        seq = self.posterior_rollout(
+            batch.frames, batch.actions, is_first, sample=True, has_action=batch.has_action
+        )
         deter_seq, post_seq = seq["deter"], seq["post"]  # (B, T, D), (B, T, G, K)
         prior_seq = self._latent_probs(self.prior_net, deter_seq)  # (B, T, G, K)
         feat = self._features(deter_seq, seq["stoch"])  # (B, T, F)
@@ -243,35 +262,41 @@ class RSSMWorldModel(nn.Module):
             post_seq, prior_seq, cfg.free_nats, cfg.kl_dyn_scale, cfg.kl_rep_scale
         )  # (B, T) each
         total = (
-            cfg.image_scale * image_loss
-            + cfg.reward_scale * reward_loss
-            + cfg.cont_scale * cont_loss
-            + kl_loss
-        ).mean()
+            cfg.image_scale * masked_mean(image_loss, valid)
+            + cfg.reward_scale * masked_mean(reward_loss, labelled)
+            + cfg.cont_scale * masked_mean(cont_loss, labelled)
+            + masked_mean(kl_loss, valid)
+        )
 
         with torch.no_grad():
-            mse = (recon.clamp(-0.5, 0.5) - target).square().mean()
-            reward_pred = self.reward_head.predict(feat)
-            cont_prob = self.cont_head.prob(feat)
-            values = torch.stack([
-                total.detach(),
-                image_loss.mean(),
-                reward_loss.mean(),
-                cont_loss.mean(),
-                kl_loss.mean(),
-                kl_dyn.mean(),
-                kl_rep.mean(),
-                categorical_entropy(post_seq).mean(),
-                categorical_entropy(prior_seq).mean(),
-                -10.0 * torch.log10(mse.clamp_min(1e-10)),
-                (reward_pred - batch.rewards).abs().mean(),
-                ((cont_prob > 0.5).float() == cont_target).float().mean(),
-            ]).tolist()
-        names = [
-            "loss", "image_loss", "reward_loss", "cont_loss", "kl_loss", "kl_dyn", "kl_rep",
-            "post_entropy", "prior_entropy", "psnr", "reward_mae", "cont_acc",
-        ]
+            mse = masked_mean((recon.clamp(-0.5, 0.5) - target).square().mean((-3, -2, -1)), valid)
+            metrics = {
+                "loss": total,
+                "image_loss": masked_mean(image_loss, valid),
+                "kl_loss": masked_mean(kl_loss, valid),
+                "kl_dyn": masked_mean(kl_dyn, valid),
+                "kl_rep": masked_mean(kl_rep, valid),
+                "post_entropy": masked_mean(categorical_entropy(post_seq), valid),
+                "prior_entropy": masked_mean(categorical_entropy(prior_seq), valid),
+                "psnr": -10.0 * torch.log10(mse.clamp_min(1e-10)),
+            }
+            if labelled.any():  # reward metrics only where rewards are real
+                reward_pred = self.reward_head.predict(feat)  # (B, T)
+                cont_prob = self.cont_head.prob(feat)  # (B, T)
+                metrics |= {
+                    "reward_loss": masked_mean(reward_loss, labelled),
+                    "cont_loss": masked_mean(cont_loss, labelled),
+                    "reward_mae": masked_mean((reward_pred - batch.rewards).abs(), labelled),
+                    "cont_acc": masked_mean(((cont_prob > 0.5).float() == cont_target).float(), labelled),
+                }
+            names = list(metrics)
+            values = torch.stack([metrics[k].detach().float() for k in names]).tolist()
         return total, dict(zip(names, values, strict=True))
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of x (B, T) over the True entries of mask (B, T); 0 (and no gradient) when none."""
+    return torch.where(mask, x, 0.0).sum() / mask.sum().clamp_min(1).to(x.dtype)
 
 
 def _action_affine(spec: ModelSpec) -> tuple[Tensor, Tensor]:

@@ -86,11 +86,19 @@ def test_unknown_overrides_and_families_are_named():
         validate_suite(stray)
 
 
+def replace_name(family, name: str):
+    """`family` registered under another name (a second family for tests)."""
+    family.name = name
+    return family
+
+
 def test_two_families_get_their_own_runs_files_and_folders(monkeypatch, tmp_path):
-    monkeypatch.setitem(families.FAMILIES, "other", families.FAMILIES["rssm"])
+    from tests.windowed_family import WindowedFamily
+
+    monkeypatch.setitem(families.FAMILIES, "other", replace_name(WindowedFamily(), "other"))
     suite = Suite("s", ("vwm/CartPolePixels-v0",), ("random", "ppo_real", "dreamer", "cem"), (0,), (100,),
                   families=("rssm", "other"),
-                  settings=SuiteSettings(model_overrides={"other": {"image_size": 32}}))
+                  settings=SuiteSettings(model_overrides={"other": {"hidden": 16}}))
     specs = runner.expand(suite)
     assert [(s.method, s.family) for s in specs] == [
         ("random", "rssm"), ("ppo_real", "rssm"), ("dreamer", "rssm"), ("cem", "rssm"),

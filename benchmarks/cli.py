@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import typing
 from typing import NamedTuple
 
 from benchmarks.cliargs import add_dataclass_arguments, dataclass_from_args
@@ -61,6 +62,16 @@ def _load(command: Command):
         return None
 
 
+def _takes_family(config: type) -> bool:
+    """Whether a command's config (or a config nested in it) has a model-family option."""
+    import dataclasses
+
+    fields = dataclasses.fields(config)
+    return any(f.name in ("family", "families") for f in fields) or any(
+        f.metadata.get("flatten") and _takes_family(typing.get_type_hints(config)[f.name]) for f in fields
+    )
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; options are generated only for subcommand `only` (fast --help)."""
     parser = argparse.ArgumentParser(
@@ -74,6 +85,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             loaded = _load(command)
             if loaded is not None:
                 add_dataclass_arguments(p, loaded[0])
+                if _takes_family(loaded[0]):
+                    from world_models.families import describe_families
+
+                    p.epilog = describe_families()
+                    p.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 

@@ -196,7 +196,7 @@ def load_checkpoint(
     config = read_config(folder)
     try:
         spec = ModelSpec.from_dict(config["spec"])
-    except (TypeError, KeyError) as error:
+    except (TypeError, KeyError, ValueError) as error:
         raise CheckpointError(f"corrupt checkpoint: bad spec in {folder / CONFIG_FILE}: {error}") from None
     if expect_family is not None and spec.family != expect_family:
         raise CheckpointError(

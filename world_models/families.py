@@ -40,6 +40,12 @@ def family_names() -> list[str]:
     return sorted(FAMILIES)
 
 
+def describe_families() -> str:
+    """One line per registered family with its presets (for ``--help``)."""
+    lines = [f"  {name}: presets {', '.join(get_family(name).presets)}" for name in family_names()]
+    return "model families (--family):\n" + "\n".join(lines)
+
+
 def get_family(name: str) -> Family:
     """The registered family `name` (ValueError naming the known families otherwise)."""
     if name not in FAMILIES:

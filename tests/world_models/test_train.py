@@ -73,6 +73,18 @@ def test_missing_and_corrupt_checkpoints(tmp_path, tiny_checkpoint):
         load_checkpoint(broken)
 
 
+def test_invalid_spec_in_config_is_a_checkpoint_error(tmp_path, tiny_checkpoint):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_checkpoint, other)
+    config = json.loads((other / "config.json").read_text())
+    config["spec"]["feature_dim"] = 0
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="bad spec.*feature_dim"):
+        load_checkpoint(other)
+
+
 def test_format_version_mismatch(tmp_path, tiny_checkpoint):
     import shutil
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -261,7 +262,8 @@ def train_world_model(cfg: TrainConfig) -> Path:
     context_len = model.spec.context_len
     eval_data, split = (data.holdout, "held-out") if data.holdout is not None else (data.primary, "training")
     if data.holdout is None:
-        print("no held-out episodes (--holdout-episodes 0): fidelity is measured on training windows")
+        warnings.warn("no held-out episodes (--holdout-episodes 0): fidelity is measured on training "
+                      "windows", stacklevel=2)
     run_config["eval_split"] = split
     writer = tensorboard_writer(out, cfg.tensorboard)
     tag = "eval" if split == "held-out" else "eval_train"
@@ -292,13 +294,14 @@ def train_world_model(cfg: TrainConfig) -> Path:
         bar.close()
         if writer is not None:
             writer.close()
-    if "eval" in run_config:
-        summary = ", ".join(f"{k}={v:.3g}" for k, v in run_config["eval"].items() if math.isfinite(v))
-        print(f"{split} fidelity: {summary}")
-    print(f"checkpoint: {out / 'checkpoint'}")
     return out / "checkpoint"
 
 
 def train_from_config(cfg: TrainConfig) -> None:
-    """`vwm train-model` entry point."""
-    train_world_model(cfg)
+    """`vwm train-model` entry point: train, then print the fidelity and the checkpoint path."""
+    checkpoint = train_world_model(cfg)
+    config = read_config(checkpoint)
+    if "eval" in config:
+        summary = ", ".join(f"{k}={v:.3g}" for k, v in config["eval"].items() if math.isfinite(v))
+        print(f"{config.get('eval_split', 'held-out')} fidelity: {summary}")
+    print(f"checkpoint: {checkpoint}")

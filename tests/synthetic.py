@@ -95,7 +95,12 @@ class SyntheticWorldModel(nn.Module):
         return {"pos": pos.unsqueeze(1), "t": state["t"] + 1}
 
     def compute_loss(self, batch: SequenceBatch, step: int = 0) -> tuple[Tensor, dict[str, float]]:
-        loss = (self.dummy**2).sum()
+        """The dynamics are known, so only `dummy` learns: it fits the mean reward over the
+        frames whose rewards are real (``valid & has_reward``, the batch's masks)."""
+        batch = batch.with_masks().to(self.dummy.device)
+        labelled = batch.valid & batch.has_reward  # (B, T)
+        err = (self.dummy - batch.rewards).square()  # (B, T)
+        loss = torch.where(labelled, err, 0.0).sum() / labelled.sum().clamp_min(1)
         return loss, {"loss": float(loss)}
 
 

@@ -5,7 +5,8 @@ checkpoints or the trainer may assume an RSSM. The state is a ring buffer of the
 frames and actions with a per-row write position (``"pos"`` int64 (B,)); features are a
 tiny MLP over the window in chronological order; `step` predicts the next frame from the
 features and the action, adds ``noise.normal`` Gaussian noise (a diffusion sampler's
-draw in miniature) and pushes the frame into the window. Register it with
+draw in miniature) and pushes the frame into the window. It declares ``ema_decay``, so
+the trainer's EMA path runs on a family other than the RSSM. Register it with
 ``register_family(WindowedFamily())`` inside tests only.
 
 State keys: ``"frames"`` float32 (B, K, H, W, C) in [0, 255], ``"actions"`` float32
@@ -36,6 +37,8 @@ class WindowedConfig:
     """Feature size."""
     noise_scale: float = 0.05
     """Std of the Gaussian noise added to each imagined frame, as a fraction of 255."""
+    ema_decay: float = 0.9
+    """Decay of the EMA weights the trainer keeps for imagination (0: none)."""
 
 
 PRESETS: dict[str, WindowedConfig] = {
@@ -55,6 +58,7 @@ class WindowedWorldModel(nn.Module):
         h, w, c = spec.frame_shape
         self.pixels = h * w * c
         self.k = self.cfg.window
+        self.ema_decay = self.cfg.ema_decay
         self.encoder = nn.Sequential(
             nn.Linear(self.k * (self.pixels + spec.action_dim), self.cfg.hidden), nn.Tanh()
         )
@@ -137,27 +141,45 @@ class WindowedWorldModel(nn.Module):
         """Next-frame MSE, reward MSE and continue BCE on windows ending at every t.
 
         Every window is left-padded as in burn-in (the batch's first frame starts it);
-        is_first inside a window is not respected (a test family).
+        is_first inside a window is not respected (a test family). Masks: an action that is
+        not ``has_action`` reads as zero (as in burn-in), frames count only where ``valid``
+        (padding is a suffix, so it never enters a valid frame's window) and rewards and
+        continues only where ``valid & has_reward``.
         """
         device = self.decoder.weight.device
+        batch = batch.with_masks().to(device)
+        valid, labelled = batch.valid, batch.valid & batch.has_reward  # (B, T) each
+        known = batch.has_action.view(*batch.has_action.shape, *[1] * (batch.actions.ndim - 2))
+        actions = torch.where(known, batch.actions, torch.zeros_like(batch.actions))  # (B, T[, A])
         t = batch.frames.shape[1]
         # the whole window padded like a burn-in context: K - 1 copies of frame 0, zero actions
-        frames_p, actions_p = pad_context(batch.frames.to(device), batch.actions.to(device), t + self.k - 1)
+        frames_p, actions_p = pad_context(batch.frames, actions, t + self.k - 1)
         frames_p, act_p = frames_p.float(), self._action_input(actions_p)  # (B, T+K-1, ...)
         frames, act = frames_p[:, self.k - 1 :], act_p[:, self.k - 1 :]  # (B, T, ...)
         windows = torch.stack([frames_p[:, i : i + self.k] for i in range(t)], 1)  # (B, T, K, H, W, C)
         win_act = torch.stack([act_p[:, i : i + self.k] for i in range(t)], 1)  # (B, T, K, A_in)
         feat = self._encode(windows, win_act)  # (B, T, hidden)
         pred = self._next_frame(feat[:, :-1], act[:, 1:])  # (B, T-1, H, W, C)
-        frame_loss = ((pred - frames[:, 1:]) / 255.0).square().mean()
-        rewards = batch.rewards.to(device).float()
-        reward_loss = (self.reward_head(feat)[..., 0] - rewards).square().mean()
-        cont_target = (~batch.terminated.to(device).bool()).float()
-        cont_loss = F.binary_cross_entropy_with_logits(self.cont_head(feat)[..., 0], cont_target)
+        frame_err = ((pred - frames[:, 1:]) / 255.0).square().mean((-3, -2, -1))  # (B, T-1)
+        frame_loss = masked_mean(frame_err, valid[:, 1:])
+        reward_err = (self.reward_head(feat)[..., 0] - batch.rewards.float()).square()  # (B, T)
+        reward_loss = masked_mean(reward_err, labelled)
+        cont_target = (~batch.terminated.bool()).float()  # (B, T)
+        cont_logit = self.cont_head(feat)[..., 0]  # (B, T)
+        cont_err = F.binary_cross_entropy_with_logits(cont_logit, cont_target, reduction="none")
+        cont_loss = masked_mean(cont_err, labelled)
         loss = frame_loss + reward_loss + cont_loss
         metrics = {"loss": float(loss), "frame_loss": float(frame_loss), "reward_loss": float(reward_loss),
                    "cont_loss": float(cont_loss)}
         return loss, metrics
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of x (B, T) over the True entries of mask (B, T); 0 when there are none.
+
+    `torch.where`, not ``x * mask``: a masked value, even inf or nan, never reaches the result.
+    """
+    return torch.where(mask, x, 0.0).sum() / mask.sum().clamp_min(1)
 
 
 class WindowedFamily:

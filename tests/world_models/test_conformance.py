@@ -4,6 +4,8 @@ Parametrised over every registered family at ``tiny`` plus two test-only models 
 here: the hand-written synthetic model (tests/synthetic.py) and a windowed family with a
 K-frame ring buffer and Gaussian step noise (tests/windowed_family.py), which proves that
 nothing outside a family assumes an RSSM. A new family passes by being registered.
+Training is held to the contract too: `compute_loss` ignores what the batch's masks hide,
+and a run resumed from a checkpoint continues exactly (weights, EMA weights, metrics).
 """
 
 from __future__ import annotations
@@ -21,10 +23,18 @@ from tests.windowed_family import WindowedFamily
 from video_envs.imagined import WorldModelEnv, WorldModelVectorEnv
 from world_models import families
 from world_models.base import WorldModel, burn_in, reset_rows, select_rows
-from world_models.checkpoint import ContextBank, load_checkpoint, save_checkpoint
-from world_models.data import SequenceBatch
+from world_models.checkpoint import (
+    ContextBank,
+    load_checkpoint,
+    load_trainer_state,
+    load_weights,
+    save_checkpoint,
+)
+from world_models.data import SequenceBatch, SequenceDataset
 from world_models.filter import ModelFilter
 from world_models.sampling import RowGenerator, TorchNoise
+from world_models.train import save_run_checkpoint
+from world_models.trainer import WorldModelTrainer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 TEST_FAMILIES = (SyntheticFamily(), WindowedFamily())
@@ -272,6 +282,130 @@ def test_compute_loss_is_finite_with_grads_to_every_parameter(name):
         if param.requires_grad:
             assert param.grad is not None, f"no gradient reaches {pname}"
             assert torch.isfinite(param.grad).all(), pname
+
+
+def masked_batch(model: WorldModel) -> SequenceBatch:
+    """Rows as a mixed dataset samples them: labelled; labelled but padded after 3 frames
+    (a short episode); --ignore-actions (rewards, no actions); a video (neither), padded."""
+    t = model.spec.context_len + 3
+    batch = sequence_batch(model, 4, t, seed=4)
+    steps = torch.arange(t)
+    valid = steps[None, :] < torch.tensor([t, 3, t, t - 1])[:, None]  # (B, T) padding is a suffix
+    row_actions = torch.tensor([True, True, False, False])[:, None]
+    row_rewards = torch.tensor([True, True, True, False])[:, None]
+    return batch._replace(
+        terminated=batch.terminated & valid,
+        valid=valid,
+        has_action=valid & ~batch.is_first & row_actions,
+        has_reward=valid & row_rewards,
+    )
+
+
+def perturbed(model: WorldModel, batch: SequenceBatch, mask: str) -> SequenceBatch:
+    """`batch` with fresh random values wherever `mask` is False, in the fields it guards."""
+    other = sequence_batch(model, *batch.is_first.shape, seed=5)
+    keep = getattr(batch, mask)  # (B, T)
+
+    def mix(name: str) -> torch.Tensor:
+        ours, theirs = getattr(batch, name), getattr(other, name)
+        if name == "terminated":
+            theirs = ~ours
+        where = keep.view(*keep.shape, *[1] * (ours.ndim - 2))
+        mixed = torch.where(where, ours, theirs)
+        assert not torch.equal(mixed, ours), f"the {name} perturbation changed nothing"
+        return mixed
+
+    guarded = {"has_action": ("actions",), "has_reward": ("rewards", "terminated"),
+               "valid": ("frames", "actions", "rewards", "terminated")}[mask]
+    return batch._replace(**{name: mix(name) for name in guarded})
+
+
+def loss_and_grads(model: WorldModel, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """compute_loss in train mode under a fixed global seed, and the gradient it gives."""
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(0)  # families may draw training noise from the global generator
+    loss, _ = model.compute_loss(batch, 0)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return loss.detach(), grads
+
+
+@pytest.mark.parametrize("mask", ["has_action", "has_reward", "valid"])
+@pytest.mark.parametrize("kind", list(ACTIONS))
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_compute_loss_ignores_what_the_masks_hide(name, kind, mask):
+    """Actions where not has_action, rewards and terminations where not has_reward, and
+    anything on padding (valid False) change neither the loss nor its gradient."""
+    model = make_model(name, kind).train()
+    batch = masked_batch(model)
+    loss, grads = loss_and_grads(model, batch)
+    other_loss, other_grads = loss_and_grads(model, perturbed(model, batch, mask))
+    assert torch.isfinite(loss)
+    assert torch.equal(other_loss, loss), f"{mask} False: loss {float(other_loss)} != {float(loss)}"
+    assert other_grads.keys() == grads.keys()
+    for pname, grad in grads.items():
+        assert torch.equal(other_grads[pname], grad), f"{mask} False changes the gradient of {pname}"
+
+
+def tiny_dataset(model: WorldModel) -> SequenceDataset:
+    """Three random episodes of 7, 4 and 9 frames (the 4-frame one gives padded windows)."""
+    rng = np.random.default_rng(0)
+    offsets = np.array([0, 7, 11, 20])
+    n, spec = int(offsets[-1]), model.spec
+    if spec.action_kind == "discrete":
+        actions = rng.integers(0, spec.action_dim, n)
+    else:
+        actions = rng.uniform(-1, 1, (n, spec.action_dim)).astype(np.float32)
+    terminated = np.zeros(n, bool)
+    terminated[offsets[1:3] - 1] = True  # the last episode is cut short (truncated)
+    return SequenceDataset(rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8), actions,
+                           rng.random(n).astype(np.float32), terminated, offsets, spec.action_kind,
+                           spec.action_dim, spec.action_low, spec.action_high)
+
+
+def new_trainer(model: WorldModel, seed: int = 1) -> WorldModelTrainer:
+    return WorldModelTrainer(model, lr=1e-2, grad_clip=10.0, seed=seed)
+
+
+def train_steps(trainer: WorldModelTrainer, data: SequenceDataset, steps: int) -> list[dict[str, float]]:
+    return [trainer.update(data, 3, 6) for _ in range(steps)]
+
+
+def snapshot(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("kind", list(ACTIONS))
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_resume_from_a_checkpoint_is_exact(name, kind, tmp_path):
+    """N steps straight == N/2 steps, checkpoint (model, EMA, trainer state), a fresh trainer
+    on the reloaded checkpoint, N/2 steps: the same weights, EMA weights and metrics."""
+    steps = 4
+    model = make_model(name, kind)
+    data, start = tiny_dataset(model), snapshot(model)
+    straight = new_trainer(model)
+    straight_metrics = train_steps(straight, data, steps)
+    assert any(not torch.equal(v, start[k]) for k, v in model.state_dict().items()), "nothing trained"
+
+    first = new_trainer(make_model(name, kind))
+    train_steps(first, data, steps // 2)
+    path = save_run_checkpoint(tmp_path, first, context_bank(first.model), {"task": None})
+    torch.manual_seed(123)  # whatever happens in between
+    loaded = load_checkpoint(path, ema=False)  # as train_world_model resumes
+    resumed = new_trainer(loaded.model, seed=99)
+    resumed.load_state(load_trainer_state(path), loaded.config["trainer"])
+    if resumed.ema is not None:
+        assert load_weights(path, resumed.ema, ema=True), "the checkpoint holds no EMA weights"
+    resumed_metrics = train_steps(resumed, data, steps - steps // 2)
+
+    assert resumed_metrics == straight_metrics[steps // 2 :]
+    assert resumed.step == straight.step == steps
+    for a, b in ((resumed.model, straight.model), (resumed.ema, straight.ema)):
+        if b is None:
+            assert a is None
+            continue
+        for key, value in snapshot(b).items():
+            assert torch.equal(a.state_dict()[key], value), f"{key} differs after resuming"
 
 
 def test_make_spec_rejects_unknown_overrides_naming_the_family():

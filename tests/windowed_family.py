@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from world_models.base import ModelSpec, State, Transition, check_context, pad_context
 from world_models.data import SequenceBatch
+from world_models.heads import masked_mean
 from world_models.sampling import Noise, as_noise
 
 
@@ -173,13 +174,6 @@ class WindowedWorldModel(nn.Module):
                    "cont_loss": float(cont_loss)}
         return loss, metrics
 
-
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of x (B, T) over the True entries of mask (B, T); 0 when there are none.
-
-    `torch.where`, not ``x * mask``: a masked value, even inf or nan, never reaches the result.
-    """
-    return torch.where(mask, x, 0.0).sum() / mask.sum().clamp_min(1)
 
 
 class WindowedFamily:

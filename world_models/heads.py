@@ -24,6 +24,15 @@ DEFAULT_HIGH = 20.0
 """Highest bin, in symlog space."""
 
 
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of x (B, T) over the True entries of bool mask (B, T); 0 (no gradient) when none.
+
+    The one way losses respect `SequenceBatch` masks. `torch.where`, not ``x * mask``: a
+    masked value, even inf or nan, never reaches the result or its gradient.
+    """
+    return torch.where(mask, x, 0.0).sum() / mask.sum().clamp_min(1).to(x.dtype)
+
+
 def symlog(x: Tensor) -> Tensor:
     """sign(x) * log(1 + |x|): compresses large magnitudes, identity-like near zero."""
     return torch.sign(x) * torch.log1p(torch.abs(x))

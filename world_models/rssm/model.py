@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from world_models.base import ModelSpec, State, Transition, check_context
 from world_models.data import SequenceBatch
-from world_models.heads import ContinueHead, RewardHead
+from world_models.heads import ContinueHead, RewardHead, masked_mean
 from world_models.rssm.config import RSSMConfig
 from world_models.rssm.distributions import (
     categorical_entropy,
@@ -293,10 +293,6 @@ class RSSMWorldModel(nn.Module):
             values = torch.stack([metrics[k].detach().float() for k in names]).tolist()
         return total, dict(zip(names, values, strict=True))
 
-
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Mean of x (B, T) over the True entries of mask (B, T); 0 (and no gradient) when none."""
-    return torch.where(mask, x, 0.0).sum() / mask.sum().clamp_min(1).to(x.dtype)
 
 
 def _action_affine(spec: ModelSpec) -> tuple[Tensor, Tensor]:

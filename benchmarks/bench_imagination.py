@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import tempfile
@@ -43,7 +42,8 @@ import numpy as np
 import torch
 
 import video_envs  # noqa: F401  (registers the vwm ids)
-from benchmarks.runner import hardware
+from benchmarks.benchio import hardware
+from world_models.atomic import write_json_atomic
 from world_models.checkpoint import ContextBank, package_versions, save_checkpoint
 from world_models.families import build_model, make_spec
 
@@ -535,8 +535,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         warnings.simplefilter("ignore")  # pygame / gymnasium deprecation chatter
         report = run(cfg)
     if cfg.json:
-        Path(cfg.json).write_text(json.dumps(report, indent=2))
-        print(f"wrote {cfg.json}")
+        print(f"wrote {write_json_atomic(cfg.json, report)}")
     return report
 
 

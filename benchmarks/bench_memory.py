@@ -19,7 +19,6 @@ training process 824 MB (308 MB for the building child); building 190 s, frame c
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import resource
@@ -164,13 +163,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     result = run(args)
     if args.json:
-        from benchmarks.runner import hardware
-        from world_models.checkpoint import package_versions
+        from benchmarks.benchio import report
+        from world_models.atomic import write_json_atomic
 
-        report = {"benchmark": "bench_memory", "config": vars(args), "machine": hardware(),
-                  "versions": package_versions(), "results": result}
-        Path(args.json).write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+        print(f"wrote {write_json_atomic(args.json, report('bench_memory', vars(args), result))}")
     return result
 
 

@@ -24,11 +24,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from benchmarks.benchio import parse_shape, report
+from world_models.atomic import write_json_atomic
 
 METHODS: tuple[str, ...] = ("torch.randn", "row.normal", "torch.rand", "row.uniform")
 """Methods timed, in order; each RowGenerator method is compared with the torch one before it."""
@@ -85,14 +87,6 @@ def measure(method: str, shape: tuple[int, ...], repeats: int, threads: int) -> 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1024,3,64,64"`` -> (1024, 3, 64, 64)."""
-    shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
-    if len(shape) < 2 or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"a shape needs >= 2 positive sizes, got {text!r}")
-    return shape
-
-
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -121,18 +115,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
               f"{row['peak_ratio']:6.2f}x", flush=True)
     print("x = RowGenerator figure / the torch draw's (target: within 3x); peak includes the output")
     if args.json:
-        from benchmarks.runner import hardware
-        from world_models.checkpoint import package_versions
-
-        report = {
-            "benchmark": "bench_noise",
-            "config": {"shape": list(args.shape), "repeats": args.repeats, "threads": args.threads},
-            "machine": hardware(),
-            "versions": package_versions(),
-            "results": rows,
-        }
-        Path(args.json).write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+        config = {"shape": list(args.shape), "repeats": args.repeats, "threads": args.threads}
+        print(f"wrote {write_json_atomic(args.json, report('bench_noise', config, rows))}")
     return rows
 
 

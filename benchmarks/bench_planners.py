@@ -20,7 +20,6 @@ Run: ``python -m benchmarks.bench_planners [--checkpoint PATH] [--episodes N] [-
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 import warnings
@@ -35,8 +34,9 @@ import torch
 import video_envs  # noqa: F401  (registers the vwm ids)
 from agents.evaluate import EvalResult, RandomPolicy, evaluate_policy
 from agents.planning import Planner, PlannerConfig, format_planner_spec
-from benchmarks.runner import hardware
+from benchmarks.benchio import hardware
 from video_envs.collect import minari_root
+from world_models.atomic import write_json_atomic
 from world_models.checkpoint import load_checkpoint, package_versions
 
 TASK = "vwm/CartPolePixels-v0"
@@ -277,8 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         warnings.simplefilter("ignore")
         report = run(cfg)
     if cfg.json:
-        Path(cfg.json).write_text(json.dumps(report, indent=2))
-        print(f"wrote {cfg.json}")
+        print(f"wrote {write_json_atomic(cfg.json, report)}")
     return report
 
 

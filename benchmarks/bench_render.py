@@ -12,9 +12,7 @@ Run: ``python -m benchmarks.bench_render [--steps N] [--json PATH]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 import warnings
 from collections.abc import Callable
@@ -23,6 +21,8 @@ import gymnasium as gym
 import numpy as np
 
 import video_envs  # noqa: F401  (registers the vwm ids)
+from benchmarks.benchio import report
+from world_models.atomic import write_json_atomic
 
 PAIRS: tuple[tuple[str, str], ...] = (
     ("CartPole-v1", "vwm/CartPolePixels-v0"),
@@ -112,16 +112,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         warnings.simplefilter("ignore")
         results = run(args.steps)
     if args.json:
-        report = {
-            "benchmark": "bench_render",
-            "steps": args.steps,
-            "size": SIZE,
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-            "results": results,
-        }
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"wrote {args.json}")
+        config = {"steps": args.steps, "size": SIZE}
+        print(f"wrote {write_json_atomic(args.json, report('bench_render', config, results))}")
     return results
 
 

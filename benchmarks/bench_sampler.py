@@ -16,19 +16,17 @@ Run: ``python -m benchmarks.bench_sampler [--seconds S] [--rounds R] [--threads 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from benchmarks.runner import hardware
-from world_models.checkpoint import package_versions
+from benchmarks.benchio import parse_shape, report
+from world_models.atomic import write_json_atomic
 from world_models.rssm.distributions import sample_index, sample_onehot, unimix_probs
 
 SHAPES: tuple[tuple[int, ...], ...] = ((1024 * 32, 16), (1024, 32, 16))
@@ -136,14 +134,6 @@ def run(
     return rows
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"1024,32,16"`` -> (1024, 32, 16)."""
-    shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
-    if len(shape) < 2 or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"a shape needs >= 2 positive sizes, got {text!r}")
-    return shape
-
-
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -177,17 +167,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows = run(shapes, args.seconds, args.rounds, args.seed, kinds)
     print("speedup = multinomial time / inverse-CDF time (DESIGN: ~2x); err = max |freq - p| of one row")
     if args.json:
-        report = {
-            "benchmark": "bench_sampler",
-            "config": {k: v for k, v in vars(args).items() if k != "shape"}
-            | {"shapes": [list(s) for s in shapes]},
-            "machine": hardware(),
-            "torch_threads": torch.get_num_threads(),
-            "versions": package_versions(),
-            "results": rows,
-        }
-        Path(args.json).write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+        config = {k: v for k, v in vars(args).items() if k != "shape"} | {"shapes": [list(s) for s in shapes]}
+        print(f"wrote {write_json_atomic(args.json, report('bench_sampler', config, rows))}")
     return rows
 
 

@@ -10,8 +10,6 @@ where it stopped.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 
 from agents.evaluate import EvalResult, RandomPolicy, evaluate_policy, load_policy
+from benchmarks.benchio import hardware
 from benchmarks.results_schema import (
     DEFAULT_FAMILY,
     SCHEMA_VERSION,
@@ -77,13 +76,6 @@ def expand(suite: Suite) -> list[RunSpec]:
         for method in suite.methods
         if family == suite.families[0] or not model_free(method)
     ]
-
-
-def hardware() -> dict[str, Any]:
-    """What the run ran on."""
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "gpu": gpu, "platform": platform.platform()}
 
 
 def result_path(results_dir: Path, spec: RunSpec) -> Path:

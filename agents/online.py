@@ -33,11 +33,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from agents.dreamer import DreamerAgent, DreamerConfig, DreamerPolicy
 from agents.dreamer_train import ReplayStarts, train_in_imagination
 from agents.evaluate import RandomPolicy, evaluate_policy
+from agents.online_progress import OnlineProgress
 from agents.replay import Replay, load_chunks, save_chunk
 from video_envs.recorder import EpisodeRecorder
 from world_models.atomic import atomic_folder, recover_folder, write_json_atomic
@@ -224,7 +224,8 @@ def _build(cfg: OnlineConfig, agent_cfg: DreamerConfig | None, out: Path, device
         trainer.load_state(load_trainer_state(model_dir(out)), loaded.config["trainer"])
     else:
         progress = {"config": asdict(cfg), "iteration": 0, "real_steps": 0,
-                    "imagined_steps": 0, "curve": [], "wall_time": 0.0, "episode_returns": []}
+                    "imagined_steps": 0, "curve": [], "wall_time": 0.0, "episode_returns": [],
+                    "model_updates": 0, "agent_updates": 0}
         spec = make_spec(cfg.family, frame_shape, spaces["kind"], spaces["dim"], spaces["low"],
                          spaces["high"], cfg.preset, model_overrides(cfg))
         model = build_model(spec).to(device)
@@ -260,8 +261,7 @@ def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dic
     progress, model, agent, recorder = loop.progress, loop.model, loop.agent, loop.recorder
     kind, dim, low, high = spaces["kind"], spaces["dim"], spaces["low"], spaces["high"]
     writer = tensorboard_writer(out, cfg.tensorboard)
-    bar = tqdm(total=cfg.real_steps, initial=progress["real_steps"], desc="online",
-               unit="step", disable=not cfg.progress)
+    bar = OnlineProgress(cfg, progress)
     started = time.perf_counter() - progress["wall_time"]
     next_eval = (progress["real_steps"] // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else 0
     try:
@@ -283,17 +283,18 @@ def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dic
             save_chunk(out / "replay", iteration, episodes)
             progress["real_steps"] += steps
             progress["episode_returns"] += [float(e["rewards"].sum()) for e in episodes]
-            bar.update(steps)
             metrics: dict[str, float] = {}
             if len(replay.offsets) > 2:
                 data = replay.dataset(kind, dim, low, high)
                 updates = cfg.model_updates * (5 if prefilling else 1)
                 for _ in range(updates):
                     metrics = loop.trainer.update(data, cfg.batch_size, cfg.seq_len)
+                    bar.model_update(metrics)
                 starts = ReplayStarts(model, data, agent.cfg.batch_size, cfg.start_pool,
                                       min(cfg.start_length, model.spec.context_len), loop.rng)
                 agent_metrics = train_in_imagination(agent, model, starts, cfg.agent_updates,
-                                                     loop.generator, progress=False)
+                                                     loop.generator, progress=False,
+                                                     on_update=bar.agent_update)
                 progress["imagined_steps"] += int(agent_metrics.get("imagined_steps", 0))
                 metrics.update(agent_metrics)
             if cfg.eval_every and progress["real_steps"] >= next_eval or \
@@ -303,9 +304,7 @@ def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dic
                 progress["curve"].append([progress["real_steps"], result.mean])
                 next_eval += cfg.eval_every
             recent = progress["episode_returns"][-10:]
-            bar.set_postfix(model_loss=f"{metrics.get('loss', float('nan')):.3g}",
-                            real_return=f"{np.mean(recent) if recent else float('nan'):.1f}",
-                            eval=progress["curve"][-1][1] if progress["curve"] else "-")
+            bar.show()
             if writer is not None:
                 for key, value in metrics.items():
                     writer.add_scalar(f"online/{key}", value, progress["real_steps"])

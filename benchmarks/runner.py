@@ -186,14 +186,18 @@ def measure_throughput(checkpoint: Path, task: str, num_envs: int, seconds: floa
 
 
 def write_dream_videos(checkpoint: Path, spec: RunSpec, settings: SuiteSettings,
-                       results_dir: Path, device: str = "cpu") -> dict[str, str]:
-    """Real | imagined side by side from one start and the same actions, mp4 and gif."""
+                       results_dir: Path, device: str = "cpu", tag: str = "") -> dict[str, str]:
+    """Real | imagined side by side from one start and the same actions, mp4 and gif.
+
+    `tag` tells apart the videos of models other than the shared one (e.g. ``dreamer``).
+    """
     from video_envs.dream import dream_rollout
     from video_envs.video import side_by_side, write_video
 
     rollout = dream_rollout(str(checkpoint), spec.task, settings.video_steps, seed=spec.seed, device=device)
     frames = side_by_side(rollout.real, rollout.imagined)
     name = f"videos/{spec.task.split('/')[-1]}__{spec.budget}__{spec.model}__seed{spec.seed}"
+    name += f"__{tag}" if tag else ""
     write_video(results_dir / f"{name}.mp4", frames, fps=15, scale=3)
     write_video(results_dir / f"{name}.gif", frames, fps=15, scale=2)
     return {"mp4": f"{name}.mp4", "gif": f"{name}.gif"}
@@ -282,6 +286,10 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
         # a resumed loop ran partly in earlier processes: count their time too
         start -= record["wall_time"] - (time.perf_counter() - online_start)
         policy = DreamerPolicy.load(agent_dir(run_dir), device)
+        checkpoint = model_dir(run_dir)  # the online model: its speed and a dream video
+        fields.update(throughput=measure_throughput(checkpoint, spec.task, settings.throughput_envs,
+                                                    device=device),
+                      videos=write_dream_videos(checkpoint, spec, settings, results_dir, device, "dreamer"))
         fields.update(curve=record["curve"], real_steps=record["real_steps"],
                       imagined_steps=record["imagined_steps"],
                       dream_return=imagined_return(_LatentActor(policy.agent), model_dir(run_dir),
@@ -370,6 +378,7 @@ def run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool = True
         print(f"{label}: running")
         result = execute(spec, suite.settings, work, results_dir, progress, device)
         result.save(path)
-        print(f"{label}: real return {result.final.mean:.1f} (IQM {result.final.iqm:.1f})")
+        print(f"{label}: real return {result.final.mean:.1f} (IQM {result.final.iqm:.1f}), "
+              f"{result.wall_time / 60:.1f} min")
         paths.append(path)
     return paths

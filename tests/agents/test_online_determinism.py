@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from agents.dreamer import DreamerConfig
-from agents.online import OnlineConfig, planned_updates, run_online
+from agents.online import OnlineConfig, run_online
+from agents.online_progress import planned_updates
 
 TINY = {"preset": "tiny", "prefill": 200, "steps_per_iteration": 200, "model_updates": 3,
         "agent_updates": 3, "batch_size": 4, "seq_len": 8, "eval_every": 400, "eval_episodes": 2,

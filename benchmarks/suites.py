@@ -123,7 +123,7 @@ SUITES: dict[str, Suite] = {
         ),
     ),
     # `vwm run`: the online Dreamer against real-env PPO and random at the same 10k real
-    # steps, in under 8 minutes on 2 idle cores (Dreamer ~6, PPO ~1.5; see README). The
+    # steps, in about 6 minutes on 2 idle cores (Dreamer ~5.2, PPO ~0.4; see README). The
     # world model, not the actor, limits the real return at this budget (the dream return
     # saturates first), so the compute goes to 125 model updates per 500 real steps and the
     # actor-critic gets 40 updates on 128 imagined trajectories.

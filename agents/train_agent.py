@@ -13,9 +13,10 @@ import torch
 from agents.dreamer import DreamerAgent, DreamerConfig, DreamerPolicy
 from agents.dreamer_train import DreamerTrainConfig, make_starts, train_in_imagination
 from agents.evaluate import evaluate_policy
-from agents.online import OnlineConfig, run_online
+from agents.online import OnlineConfig, agent_dir, run_online
 from agents.sb3 import ALGOS, SB3Config, train_sb3_in_imagination
 from world_models.checkpoint import load_checkpoint, read_config
+from world_models.threads import torch_threads
 
 
 @dataclass
@@ -53,6 +54,8 @@ class TrainAgentConfig:
     """Seed."""
     device: str = "cpu"
     """Torch device."""
+    threads: int = 2
+    """Torch intra-op threads (results depend on it; 0: torch's default, one per core)."""
     loop: OnlineConfig = field(default_factory=OnlineConfig, metadata={"flatten": True, "rename": {
         "num_envs": "real_envs", "steps_per_iteration": "real_steps_per_iter", "batch_size": "model_batch",
         "seq_len": "model_seq", "lr": "model_lr"}})
@@ -86,7 +89,12 @@ def train_dreamer_offline(
 
 
 def train_agent_from_config(cfg: TrainAgentConfig) -> dict[str, Any]:
-    """`vwm train-agent` entry point."""
+    """`vwm train-agent` entry point (with the thread count fixed for reproducible runs)."""
+    with torch_threads(cfg.threads):
+        return _train_agent(cfg)
+
+
+def _train_agent(cfg: TrainAgentConfig) -> dict[str, Any]:
     if cfg.algo != "dreamer" and cfg.algo not in ALGOS:
         raise ValueError(f"unknown --algo {cfg.algo!r}; choose dreamer or one of {ALGOS}")
     if cfg.online:
@@ -100,7 +108,7 @@ def train_agent_from_config(cfg: TrainAgentConfig) -> dict[str, Any]:
         record = run_online(online, cfg.agent)
         curve = record["curve"]
         print(f"real return {curve[-1][1]:.1f} after {record['real_steps']} real steps; "
-              f"agent: {Path(cfg.out) / 'agent'}")
+              f"agent: {agent_dir(cfg.out)}")
         return record
     if cfg.checkpoint is None:
         raise ValueError("--checkpoint is required (or use --online with --task)")

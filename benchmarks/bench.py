@@ -8,6 +8,7 @@ from pathlib import Path
 from benchmarks.report import build_report
 from benchmarks.runner import run_suite
 from benchmarks.suites import get_suite, with_options
+from world_models.threads import torch_threads
 
 
 @dataclass
@@ -31,6 +32,8 @@ class BenchConfig:
     """Method the ratio column compares against (at the same real-step budget)."""
     progress: bool = True
     """Show progress bars."""
+    threads: int = 2
+    """Torch intra-op threads (results depend on it; 0: torch's default, one per core)."""
 
 
 def bench_from_config(cfg: BenchConfig) -> Path:
@@ -39,7 +42,8 @@ def bench_from_config(cfg: BenchConfig) -> Path:
     results = Path(cfg.results or f"benchmarks/results/{suite.name}")
     work = Path(cfg.work or f"runs/bench/{suite.name}")
     if not cfg.report:
-        run_suite(suite, results, work, cfg.progress, cfg.device)
+        with torch_threads(cfg.threads):
+            run_suite(suite, results, work, cfg.progress, cfg.device)
     report = build_report(results, results / "report", baseline=cfg.baseline)
     print(f"report: {report}")
     return report

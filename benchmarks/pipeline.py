@@ -20,11 +20,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-import torch
-
 from benchmarks.report import build_report
 from benchmarks.runner import run_suite
 from benchmarks.suites import get_suite, with_options
+from world_models.threads import torch_threads
 
 
 @dataclass
@@ -58,13 +57,8 @@ def run_pipeline(cfg: RunConfig) -> Path:
     if cfg.seed is not None:
         suite = replace(suite, seeds=(cfg.seed,))
     out = Path(cfg.out)
-    threads = torch.get_num_threads()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         run_suite(suite, out / "results", out / "work", cfg.progress, cfg.device)
-    finally:
-        torch.set_num_threads(threads)
     report = build_report(out / "results", out / "report")
     print(f"\nreport: {report}")
     return report

@@ -16,3 +16,22 @@ def test_help_lists_the_registered_families(command, capsys):
     assert "--family" in out
     for name in family_names():
         assert f"{name}: presets tiny, small, medium" in out
+
+
+@pytest.mark.parametrize("command", ["train-agent", "bench", "run"])
+def test_commands_that_promise_reproducible_runs_pin_the_threads(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--threads" in capsys.readouterr().out
+
+
+def test_train_agent_runs_with_the_given_thread_count(monkeypatch):
+    import torch
+
+    import agents.train_agent as train_agent
+
+    seen = []
+    monkeypatch.setattr(train_agent, "_train_agent", lambda cfg: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    train_agent.train_agent_from_config(train_agent.TrainAgentConfig(threads=1))
+    assert seen == [1] and torch.get_num_threads() == before

@@ -41,6 +41,15 @@ class Episode:
     def __len__(self) -> int:
         return len(self.actions)
 
+    def add(self, frame: np.ndarray, action: np.ndarray, reward: float, terminated: bool,
+            truncated: bool) -> None:
+        """Append one step: the frame it reached and what led there."""
+        self.obs.append(np.asarray(frame).copy())
+        self.actions.append(action)
+        self.rewards.append(float(reward))
+        self.terminations.append(bool(terminated))
+        self.truncations.append(bool(truncated))
+
     def model_aligned(self, discrete: bool) -> dict[str, np.ndarray]:
         """Frames (T, H, W, C) with the action/reward/termination that led to each frame
         (zero action and reward for the first): the layout world-model datasets use."""
@@ -98,11 +107,7 @@ class EpisodeRecorder:
             episode = self.live[i]
             if episode is None:
                 continue
-            episode.obs.append(next_obs[i].copy())
-            episode.actions.append(actions[i])
-            episode.rewards.append(float(rewards[i]))
-            episode.terminations.append(bool(terms[i]))
-            episode.truncations.append(bool(truncs[i]))
+            episode.add(next_obs[i], actions[i], rewards[i], terms[i], truncs[i])
             done[i] = terms[i] or truncs[i]
             if done[i]:
                 finished.append(episode)
@@ -154,11 +159,7 @@ class EpisodeRecorder:
             for action in e["actions"]:
                 action = np.asarray(action, dtype=dtype)
                 frame, reward, terminated, truncated, _ = env.step(action)
-                episode.obs.append(np.asarray(frame).copy())
-                episode.actions.append(action)
-                episode.rewards.append(float(reward))
-                episode.terminations.append(bool(terminated))
-                episode.truncations.append(bool(truncated))
+                episode.add(frame, action, reward, terminated, truncated)
                 obs[i] = frame
             self.live.append(episode)
         self.started = int(state["started"])

@@ -26,12 +26,13 @@ more than it saves, and orders of magnitude more when other processes share the 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+
+from world_models.threads import torch_threads
 
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed 64-bit integer
 _MUR1 = -49064778989728563  # 0xFF51AFD7ED558CCD
@@ -103,20 +104,6 @@ class TorchNoise:
         return inverse_cdf(probs, self.uniform(tuple(probs.shape[:-1]), probs.device, probs.dtype))
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch ops on one intra-op thread inside the block (restored on exit)."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _fmix64_(x: Tensor, tmp: Tensor) -> Tensor:
     """MurmurHash3's 64-bit finaliser, in place on int64 `x` (wrapping arithmetic, logical
     shifts done as arithmetic shift + mask); `tmp` is scratch of the same shape."""
@@ -176,7 +163,7 @@ class RowGenerator:
         cols = min(m, self.block)
         step_rows = max(1, self.block // cols)
         index = torch.arange(1, m + 1, device=base.device, dtype=torch.int64) * _GOLDEN  # (m,)
-        with _one_thread() if base.device.type == "cpu" else nullcontext():
+        with torch_threads(1) if base.device.type == "cpu" else nullcontext():
             self._fill(base, index, out, n, cols, step_rows, pair_fn)
 
     @staticmethod

@@ -32,7 +32,7 @@ class Stage:
     """One phase of training."""
 
     name: str = "all"
-    """Short name, used in logs (``train/lr_<name>``) and checkpoint keys."""
+    """Short name, recorded in checkpoints (the trainer state lists the stage names)."""
     steps: int | None = None
     """Gradient steps of this stage (None, and ignored, for the last stage: it runs to the end)."""
     groups: tuple[ParamGroup, ...] = (ParamGroup(),)

@@ -242,7 +242,8 @@ def load_policy(
             if is_dreamer_agent(candidate):
                 return DreamerPolicy.load(candidate, device)
         raise ValueError(f"{path} holds neither a Dreamer agent nor an online run's agent")
-    from agents.planning import PLANNER_NAMES, Planner, parse_planner_spec
+    from agents.planning import Planner
+    from agents.planning_config import PLANNER_NAMES, parse_planner_spec
 
     method = spec.split(":", 1)[0].strip().lower()
     if method in PLANNER_NAMES or (method == "random" and ":" in spec):

@@ -13,250 +13,65 @@ return, and executes the first action of the chosen plan, then re-plans (recedin
 
 All candidates of all envs are imagined in ONE batched rollout: the (B,) filter state is
 repeated to (B * N,) rows (row ``b * N + n`` is candidate ``n`` of env ``b``) and stepped
-``horizon`` times. A plan is scored (`plan_returns`) as
+``horizon`` times; each plan is scored by its predicted discounted return.
 
-    sum_t discount^t * (prod_{k<t} c_k) * r_t  +  discount^H * (prod_{k<H} c_k) * V(s_H)
+The module is split by concern:
 
-with ``r_t``, ``c_t`` the reward and continue probability predicted after step ``t`` and the
-optional bootstrap ``V`` a callable on the model's features.
+- `agents.planning` (this module): the `Planner` agent (filtering, warm starts, the
+  optimiser loop);
+- `agents.planning_config`: `PlannerConfig` and its text spec (`parse_planner_spec`,
+  `format_planner_spec`);
+- `agents.planning_math`: the pure maths (`plan_returns`, CEM/MPPI weights and refits).
+
+Their public names are re-exported here, so ``from agents.planning import X`` keeps working.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from agents.planning_config import (
+    PLANNER_NAMES,
+    PlannerConfig,
+    PlannerMethod,
+    ValueFn,
+    format_planner_spec,
+    parse_planner_spec,
+)
+from agents.planning_math import (
+    elite_weights,
+    mppi_weights,
+    plan_returns,
+    sample_categorical,
+    weighted_categorical,
+    weighted_gaussian,
+)
 from world_models.base import ModelSpec, State, WorldModel, repeat_rows, state_batch_size
 from world_models.filter import ModelFilter
 from world_models.imagine import imagine
-from world_models.sampling import Noise, TorchNoise, as_noise
+from world_models.sampling import TorchNoise
 
-PlannerMethod = Literal["random", "cem", "mppi"]
-ValueFn = Callable[[Tensor], Tensor]
-"""Maps features (M, F) to bootstrap values (M,)."""
-
-
-@dataclass
-class PlannerConfig:
-    """Hyper-parameters of an MPC planner (parse one from text with `parse_planner_spec`)."""
-
-    method: PlannerMethod = "cem"
-    """``"random"`` (random shooting), ``"cem"`` (cross-entropy method) or ``"mppi"``."""
-    horizon: int = 12
-    """Length H of each imagined action sequence."""
-    num_candidates: int = 256
-    """Action sequences N imagined per env and per iteration."""
-    iterations: int = 4
-    """Refinement iterations of CEM/MPPI (random shooting always uses one)."""
-    elite_fraction: float = 0.1
-    """CEM: fraction of the candidates kept as elites (ignored when `num_elites` is set)."""
-    num_elites: int | None = None
-    """CEM: number of elites; overrides `elite_fraction`."""
-    temperature: float = 0.5
-    """MPPI: softmax temperature, in units of predicted return (lower = greedier)."""
-    discount: float = 0.99
-    """Discount of predicted rewards inside the horizon."""
-    init_std: float = 1.0
-    """Continuous actions: initial (CEM) or fixed (MPPI) sampling std, as a fraction of the
-    half-range of the action bounds (of 1 for unbounded actions)."""
-    min_std: float = 0.05
-    """CEM, continuous: lower bound of the refitted std (same units as `init_std`)."""
-    momentum: float = 0.1
-    """CEM/MPPI: weight of the previous distribution when refitting (0 = replace it)."""
-    warm_start: bool = True
-    """CEM/MPPI: start each real step from the previous plan shifted by one step."""
-    warm_start_mix: float = 0.5
-    """Discrete warm start: weight of the uniform distribution mixed into the shifted plan,
-    so a confident previous plan keeps exploring."""
-    seed: int = 0
-    """Seed of the planner's `torch.Generator` (candidate sampling and model noise)."""
-
-    def __post_init__(self) -> None:
-        method = _METHOD_ALIASES.get(str(self.method).lower())
-        if method is None:
-            raise ValueError(
-                f"unknown planner method {self.method!r}; choose one of "
-                f"{sorted(set(_METHOD_ALIASES.values()))}"
-            )
-        self.method = method  # type: ignore[assignment]
-        for name in ("horizon", "num_candidates", "iterations"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 < self.elite_fraction <= 1.0:
-            raise ValueError(f"elite_fraction must be in (0, 1], got {self.elite_fraction}")
-        if self.num_elites is not None and not 1 <= self.num_elites <= self.num_candidates:
-            raise ValueError(
-                f"num_elites must be in [1, num_candidates={self.num_candidates}], "
-                f"got {self.num_elites}"
-            )
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not 0.0 <= self.warm_start_mix <= 1.0:
-            raise ValueError(f"warm_start_mix must be in [0, 1], got {self.warm_start_mix}")
-
-    @property
-    def elites(self) -> int:
-        """The number of CEM elites."""
-        if self.num_elites is not None:
-            return self.num_elites
-        return max(1, min(self.num_candidates, round(self.elite_fraction * self.num_candidates)))
-
-    @property
-    def imagined_steps_per_action(self) -> int:
-        """Imagined model steps per env and real action: N x H (x iterations for CEM/MPPI)."""
-        rounds = 1 if self.method == "random" else self.iterations
-        return self.num_candidates * self.horizon * rounds
-
-
-_METHOD_ALIASES: dict[str, str] = {
-    "random": "random", "rs": "random", "random_shooting": "random", "shooting": "random",
-    "cem": "cem", "mppi": "mppi",
-}
-PLANNER_NAMES: frozenset[str] = frozenset(_METHOD_ALIASES) - {"random"}
-"""Names that start a planner spec (``random`` alone is the random policy, not a planner)."""
-
-_KEY_ALIASES: dict[str, str] = {
-    "candidates": "num_candidates", "n": "num_candidates", "h": "horizon",
-    "iters": "iterations", "elites": "num_elites", "temp": "temperature", "gamma": "discount",
-}
-
-
-# ----------------------------------------------------------------------------------- spec text
-
-
-def parse_planner_spec(spec: str) -> PlannerConfig:
-    """``"cem:horizon=12,candidates=256"`` -> `PlannerConfig`.
-
-    The method comes before the colon (``random``/``rs``, ``cem``, ``mppi``); after it, comma
-    separated ``key=value`` pairs name `PlannerConfig` fields or the aliases ``candidates``,
-    ``n``, ``h``, ``iters``, ``elites``, ``temp``, ``gamma``. Unknown keys raise `ValueError`.
-    """
-    text = spec.strip()
-    method, _, rest = text.partition(":")
-    if not method:
-        raise ValueError(f"planner spec {spec!r} names no method (e.g. 'cem:horizon=12')")
-    hints = get_type_hints(PlannerConfig)
-    names = [f.name for f in fields(PlannerConfig)]
-    values: dict[str, Any] = {"method": method.strip()}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, eq, raw = item.partition("=")
-        key = key.strip().lower()
-        if not eq:
-            raise ValueError(f"planner spec {spec!r}: expected key=value, got {item!r}")
-        key = _KEY_ALIASES.get(key, key)
-        if key not in names or key == "method":
-            valid = sorted(set(names[1:]) | set(_KEY_ALIASES))
-            raise ValueError(
-                f"planner spec {spec!r}: unknown key {item.partition('=')[0].strip()!r}; "
-                f"valid keys: {', '.join(valid)}"
-            )
-        values[key] = _parse_value(key, raw.strip(), hints[key], spec)
-    return PlannerConfig(**values)
-
-
-def _parse_value(key: str, raw: str, hint: Any, spec: str) -> Any:
-    types = get_args(hint) or (hint,)  # int | None -> (int, NoneType)
-    if raw.lower() == "none" and type(None) in types:
-        return None
-    try:
-        if bool in types:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if int in types:
-            return int(raw)
-        if float in types:
-            return float(raw)
-    except ValueError:
-        raise ValueError(
-            f"planner spec {spec!r}: bad value {raw!r} for {key} (expected {hint})"
-        ) from None
-    return raw
-
-
-def format_planner_spec(cfg: PlannerConfig) -> str:
-    """Inverse of `parse_planner_spec`: ``method:key=value,...`` with non-default fields only."""
-    default = PlannerConfig(method=cfg.method)
-    items = [
-        f"{f.name}={getattr(cfg, f.name)}"
-        for f in fields(PlannerConfig)
-        if f.name != "method" and getattr(cfg, f.name) != getattr(default, f.name)
-    ]
-    return f"{cfg.method}:{','.join(items)}" if items else str(cfg.method)
-
-
-# ------------------------------------------------------------------------------------ the maths
-
-
-def plan_returns(
-    rewards: Tensor, continues: Tensor, discount: float, bootstrap: Tensor | None = None
-) -> Tensor:
-    """Predicted return of each imagined plan.
-
-    rewards, continues: (H, M), received after each of the H steps; bootstrap: (M,) value of
-    the last state or None. Reward ``t`` counts with weight ``discount^t * prod_{k<t} c_k``
-    (the reward on arriving at a terminal state still counts), the bootstrap with
-    ``discount^H * prod_{k<H} c_k``. Returns (M,).
-    """
-    horizon = rewards.shape[0]
-    alive = torch.cumprod(continues, dim=0)  # (H, M): prod_{k<=t} c_k
-    alive_before = torch.cat([torch.ones_like(alive[:1]), alive[:-1]], dim=0)  # (H, M)
-    powers = discount ** torch.arange(horizon, device=rewards.device, dtype=rewards.dtype)  # (H,)
-    total = (powers[:, None] * alive_before * rewards).sum(dim=0)  # (M,)
-    if bootstrap is not None:
-        total = total + discount**horizon * alive[-1] * bootstrap
-    return total
-
-
-def elite_weights(returns: Tensor, num_elites: int) -> Tensor:
-    """CEM weights (B, N): ``1 / num_elites`` on the top-``num_elites`` returns of each row."""
-    top = returns.topk(num_elites, dim=-1).indices  # (B, k)
-    weights = torch.zeros_like(returns)  # (B, N)
-    return weights.scatter_(-1, top, 1.0 / num_elites)
-
-
-def mppi_weights(returns: Tensor, temperature: float) -> Tensor:
-    """MPPI weights (B, N): ``softmax(returns / temperature)`` over the candidates.
-
-    Williams et al. 2017 weight samples by ``exp(-cost / lambda)``; here cost = -return.
-    """
-    return torch.softmax(returns / temperature, dim=-1)
-
-
-def weighted_gaussian(actions: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
-    """Weighted mean and std of continuous plans: actions (B, N, H, A), weights (B, N) summing
-    to one -> mean, std (B, H, A)."""
-    w = weights[:, :, None, None]  # (B, N, 1, 1)
-    mean = (w * actions).sum(dim=1)  # (B, H, A)
-    var = (w * (actions - mean[:, None]) ** 2).sum(dim=1)  # (B, H, A)
-    return mean, var.clamp_min(0).sqrt()
-
-
-def weighted_categorical(actions: Tensor, weights: Tensor, num_actions: int) -> Tensor:
-    """Weighted action frequencies of discrete plans: actions (B, N, H) int64, weights (B, N)
-    summing to one -> probabilities (B, H, K)."""
-    onehot = torch.nn.functional.one_hot(actions, num_actions).to(weights.dtype)  # (B, N, H, K)
-    return (weights[:, :, None, None] * onehot).sum(dim=1)  # (B, H, K)
-
-
-def sample_categorical(probs: Tensor, num: int, noise: Noise | torch.Generator | None) -> Tensor:
-    """``num`` inverse-CDF samples per row (`Noise.categorical`): probs (B, H, K) -> int64 (B, num, H)."""
-    expanded = probs[:, None].expand(-1, num, -1, -1)  # (B, N, H, K)
-    return as_noise(noise).categorical(expanded)
-
-
-# ---------------------------------------------------------------------------------- the planner
+__all__ = [
+    "PLANNER_NAMES",
+    "Planner",
+    "PlannerConfig",
+    "PlannerMethod",
+    "ValueFn",
+    "elite_weights",
+    "format_planner_spec",
+    "mppi_weights",
+    "parse_planner_spec",
+    "plan_returns",
+    "sample_categorical",
+    "weighted_categorical",
+    "weighted_gaussian",
+]
 
 
 class Planner:

@@ -33,7 +33,8 @@ import torch
 
 import video_envs  # noqa: F401  (registers the vwm ids)
 from agents.evaluate import EvalResult, RandomPolicy, evaluate_policy
-from agents.planning import Planner, PlannerConfig, format_planner_spec
+from agents.planning import Planner
+from agents.planning_config import PlannerConfig, format_planner_spec
 from benchmarks.benchio import hardware
 from video_envs.collect import minari_root
 from world_models.atomic import write_json_atomic

@@ -318,7 +318,8 @@ def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel,
     """Train/build a policy inside the shared model; fills imagined steps and dream return."""
     method = spec.method
     if method in ("random_shooting", "cem", "mppi"):
-        from agents.planning import Planner, parse_planner_spec
+        from agents.planning import Planner
+        from agents.planning_config import parse_planner_spec
 
         cfg = parse_planner_spec(f"{method}:{settings.planner}")
         if cfg.method == "random":  # same imagined steps per action as CEM/MPPI

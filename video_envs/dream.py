@@ -17,7 +17,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 import torch
 
-from video_envs.imagination_core import check_real_spaces
+from video_envs.imagination_io import check_real_spaces
 from video_envs.registration import make_real_env
 from world_models.base import WorldModel, burn_in
 from world_models.checkpoint import Checkpoint, load_checkpoint

@@ -27,14 +27,8 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from video_envs.imagination_core import (
-    ImaginationCore,
-    ObsMode,
-    build_core,
-    seeds_for_rows,
-    validate_actions,
-    validate_context,
-)
+from video_envs.imagination_core import ImaginationCore, ObsMode, build_core, seeds_for_rows
+from video_envs.imagination_io import validate_actions, validate_context
 from world_models.base import WorldModel
 from world_models.checkpoint import ContextBank
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvStepReturn, VecEnvWrapper
 
-from video_envs.imagination_core import check_real_spaces, latent_space
+from video_envs.imagination_io import check_real_spaces, latent_space
 from world_models.base import WorldModel, burn_in, reset_rows
 from world_models.checkpoint import CheckpointError, load_checkpoint
 from world_models.filter import ModelFilter

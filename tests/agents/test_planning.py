@@ -6,13 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.planning import (
-    Planner,
-    PlannerConfig,
-    format_planner_spec,
-    parse_planner_spec,
-    plan_returns,
-)
+from agents.planning import Planner
+from agents.planning_config import PlannerConfig, format_planner_spec, parse_planner_spec
+from agents.planning_math import plan_returns
 from tests.synthetic import SyntheticWorldModel, synthetic_spec
 
 torch.set_num_threads(1)
@@ -267,3 +263,16 @@ def test_planner_spec_round_trip(cfg):
 def test_parse_planner_spec_errors(text, match):
     with pytest.raises(ValueError, match=match):
         parse_planner_spec(text)
+
+
+def test_old_import_path_re_exports_the_split_modules():
+    import agents.planning as planning
+    import agents.planning_config as config
+    import agents.planning_math as maths
+
+    for module in (config, maths):
+        public = [name for name in vars(module) if not name.startswith("_") and name in planning.__all__]
+        assert public
+        for name in public:
+            assert getattr(planning, name) is getattr(module, name)
+    assert set(planning.__all__) <= set(vars(planning))

@@ -395,3 +395,14 @@ def test_step_before_reset_is_a_clear_error():
         make_env("latent").step(1)
     with pytest.raises(ResetNeeded, match="reset"):
         make_vec(2).step(np.ones(2, dtype=np.int64))
+
+
+def test_imagination_core_re_exports_the_io_helpers():
+    import video_envs.imagination_core as core
+    import video_envs.imagination_io as io
+
+    moved = [name for name in vars(io) if not name.startswith("_") and name in core.__all__]
+    assert "validate_actions" in moved and "load_source" in moved
+    for name in moved:
+        assert getattr(core, name) is getattr(io, name)
+    assert set(core.__all__) <= set(vars(core))

@@ -13,6 +13,9 @@ Episodes are gathered from a Gymnasium sync vector env and written with
 - Continuous actions are clipped to the action space before stepping and recording.
 - Writes are all-or-nothing: the dataset is built (or, with ``--append``, a copy of it is
   extended) in a hidden temporary folder of the root and renamed into place at the end.
+
+The ``--policy`` option becomes a batched policy in `video_envs.policies` (`make_policy`
+stays importable from here).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,12 +36,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from video_envs.policies import PolicyFn, as_actions, make_policy
 from video_envs.recorder import Episode, EpisodeRecorder
-from video_envs.sb3_zip import load_sb3_zip
 from world_models.atomic import swap_in
-
-PolicyFn = Callable[[np.ndarray], np.ndarray]
-"""A batched policy: uint8 observations (N, H, W, C) -> actions (N,) or (N, A)."""
 
 FLUSH_STEPS = 5000
 """Finished episodes are written to disk whenever this many steps are buffered."""
@@ -176,60 +176,6 @@ def _check_append(dataset: Any, envs: gym.vector.VectorEnv, dataset_id: str) -> 
             f"cannot append to {dataset_id!r}: its action space {dataset.action_space} differs "
             f"from the task's {envs.single_action_space}"
         )
-
-
-# ---------------------------------------------------------------------------- policies
-
-
-def _sb3_policy(path: Path, envs: gym.vector.VectorEnv, device: str = "cpu") -> PolicyFn:
-    """Load a Stable-Baselines3 model .zip (algorithm detected from the file) as a policy."""
-    model = load_sb3_zip(path, device)
-    shape = envs.single_observation_space.shape
-    if model.observation_space.shape not in (shape, (shape[2], shape[0], shape[1])):
-        raise ValueError(
-            f"policy {path} observes {model.observation_space.shape} but the task gives {shape} "
-            "(frame-stacked policies are not supported)"
-        )
-
-    def policy(obs: np.ndarray) -> np.ndarray:
-        return model.predict(obs, deterministic=False)[0]
-
-    policy.__name__ = f"{type(model).__name__} {path.name}"  # the dataset's algorithm_name
-    return policy
-
-
-def make_policy(policy: str, envs: gym.vector.VectorEnv, seed: int, device: str = "cpu") -> PolicyFn:
-    """'random' (seeded samples of the action space) or an SB3 model .zip path as a policy."""
-    if policy == "random":
-        space = envs.action_space
-        space.seed(seed)
-
-        def random(obs: np.ndarray) -> np.ndarray:
-            return space.sample()
-
-        return random
-    path = Path(policy)
-    if path.suffix != ".zip" or not path.is_file():
-        raise ValueError(
-            f"policy must be 'random' or the path of an existing SB3 model .zip, got {policy!r}"
-        )
-    return _sb3_policy(path, envs, device)
-
-
-def _as_actions(actions: Any, space: spaces.Space, n: int) -> np.ndarray:
-    """Validate a policy's output (N,) / (N, A) against the single-env action space."""
-    actions = np.asarray(actions)
-    if isinstance(space, spaces.Discrete):
-        if actions.shape != (n,) or not np.issubdtype(actions.dtype, np.integer):
-            raise ValueError(
-                f"policy returned {actions.dtype} {actions.shape}, expected ints ({n},)"
-            )
-        return actions.astype(np.int64)
-    if isinstance(space, spaces.Box):
-        if actions.shape != (n, *space.shape):
-            raise ValueError(f"policy returned shape {actions.shape}, expected {(n, *space.shape)}")
-        return np.clip(actions, space.low, space.high).astype(space.dtype)
-    return actions
 
 
 # ---------------------------------------------------------------------------- writing
@@ -381,7 +327,7 @@ def _record(
     bar = tqdm(total=cfg.steps, desc=f"collect {cfg.task}", unit="step", disable=not cfg.progress)
     t0 = time.perf_counter()
     while recorded < cfg.steps:
-        actions = _as_actions(policy(recorder.obs), envs.single_action_space, n)  # (n,) or (n, A)
+        actions = as_actions(policy(recorder.obs), envs.single_action_space, n)  # (n,) or (n, A)
         active = min(n, cfg.steps - recorded)  # the last step may record only some envs
         finished += recorder.step(actions, active, reset_finished=recorded + active < cfg.steps)
         recorded += active

@@ -46,7 +46,7 @@ start-state cache work on any family without knowing it.
 are declared up front without running the model.
 
 **Training.** (`world_models.trainer`) ``compute_loss(batch, step)`` gets the global step (for
-schedules) and must respect the batch's masks (`world_models.data`). A family may also
+schedules) and must respect the batch's masks (`world_models.batch`). A family may also
 define ``training_stages() -> Sequence[world_models.stages.Stage]`` (parameter groups,
 learning rates, warm-up, step counts; what no stage group selects stays frozen; default:
 one stage over every parameter) and an ``ema_decay`` attribute > 0, for which the trainer
@@ -62,7 +62,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from world_models.data import SequenceBatch
+    from world_models.batch import SequenceBatch
     from world_models.sampling import Noise
 
 State = dict[str, Tensor]

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from world_models.base import WorldModel, burn_in
-from world_models.data import SequenceBatch
+from world_models.batch import SequenceBatch
 from world_models.imagine import imagine
 
 

@@ -2,7 +2,7 @@
 
 `load_sources` builds the sources `vwm train-model` was given and `MixedDataset` samples
 them together: each batch row comes from one source, drawn with probability proportional
-to the source's frames, and carries that source's masks (`world_models.data`). Every
+to the source's frames, and carries that source's masks (`world_models.batch`). Every
 source reads actions of one shared action space, which comes from, in order:
 ``--action-space``, the Minari dataset, or `DEFAULT_VIDEO_ACTION_SPACE` for videos alone.
 """
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 
-from world_models.data import Generator, SequenceBatch, SequenceDataset, _randint
+from world_models.batch import Generator, SequenceBatch, randint
+from world_models.data import SequenceDataset
 from world_models.videofile import load_video_frames, video_paths
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ class MixedDataset:
         """(B, T) windows, each row from a source drawn in proportion to its frames."""
         if len(self.sources) == 1:
             return self.primary.sample(batch_size, seq_len, generator)
-        draws = _randint(generator, self.num_frames, batch_size)  # (B,)
+        draws = randint(generator, self.num_frames, batch_size)  # (B,)
         which = np.searchsorted(self.cumulative, draws, side="right")  # (B,)
         parts, rows = [], []
         for k, source in enumerate(self.sources):

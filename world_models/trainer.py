@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from world_models.base import WorldModel
+from world_models.batch import Generator, SequenceBatch
 from world_models.checkpoint import optimizer_from_tensors, optimizer_to_tensors
-from world_models.data import Generator, SequenceBatch
 from world_models.stages import model_stages, select_parameters, stage_at, warmup_factor
 
 

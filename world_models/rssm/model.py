@@ -10,7 +10,7 @@ Training reconstructs frames, predicts two-hot symlog rewards and continue flags
 
 State keys: ``"deter"`` float32 (B, deter) and ``"stoch"`` float32 one-hot (B, G, K).
 
-Masks (`world_models.data`): reconstruction and KL train on ``valid`` frames, reward and
+Masks (`world_models.batch`): reconstruction and KL train on ``valid`` frames, reward and
 continue heads on ``valid & has_reward``. Where ``has_action`` is False (videos,
 ``--ignore-actions``) the transition gets an all-zero action input, the same "no action"
 input as on an episode's first frame: the RSSM still learns dynamics from action-free
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from world_models.base import ModelSpec, State, Transition, check_context
-from world_models.data import SequenceBatch
+from world_models.batch import SequenceBatch
 from world_models.heads import ContinueHead, RewardHead, masked_mean
 from world_models.rssm.config import RSSMConfig
 from world_models.rssm.distributions import (

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from world_models.atomic import atomic_folder
 
 CACHE_VERSION = 1
 """Bumped when the cache layout changes; older caches are rebuilt."""
@@ -180,18 +180,12 @@ def _cache_matches(folder: Path, fingerprint: dict[str, Any]) -> bool:
 
 
 def _build_cache(dataset_id: str, folder: Path, fingerprint: dict[str, Any]) -> None:
-    """Write the cache into a temporary folder, then rename it into place."""
-    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
+    """Write the cache into a hidden folder, then swap it into place (`atomic_folder`)."""
+    with atomic_folder(folder) as tmp:
         with open(tmp / "frames.u8", "wb") as file:
             meta, arrays = _read_dataset(dataset_id, lambda obs: obs.tofile(file))
         np.savez(tmp / "arrays.npz", **arrays)
         (tmp / "meta.json").write_text(json.dumps({**meta, "fingerprint": fingerprint}))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _read_dataset(dataset_id: str, write) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from world_models.action_input import action_affine
 from world_models.base import ModelSpec, State, Transition, check_context
 from world_models.batch import SequenceBatch
 from world_models.heads import ContinueHead, RewardHead, masked_mean
@@ -85,7 +86,7 @@ class RSSMWorldModel(nn.Module):
         self.init_deter = nn.Parameter(torch.zeros(cfg.deter))  # learned initial state
         self.ema_decay = cfg.ema_decay
         """EMA decay for the trainer (0: no EMA weights)."""
-        center, scale = _action_affine(spec)
+        center, scale = action_affine(spec)
         self.register_buffer("action_center", center, persistent=False)
         self.register_buffer("action_scale", scale, persistent=False)
 
@@ -292,17 +293,3 @@ class RSSMWorldModel(nn.Module):
             names = list(metrics)
             values = torch.stack([metrics[k].detach().float() for k in names]).tolist()
         return total, dict(zip(names, values, strict=True))
-
-
-
-def _action_affine(spec: ModelSpec) -> tuple[Tensor, Tensor]:
-    """(center, scale) mapping finite continuous action bounds to [-1, 1]; identity otherwise."""
-    dim = spec.action_dim if spec.action_kind == "continuous" else 1
-    center, scale = torch.zeros(dim), torch.ones(dim)
-    if spec.action_kind == "continuous" and spec.action_low is not None and spec.action_high is not None:
-        low = torch.tensor(spec.action_low, dtype=torch.float32).expand(dim)
-        high = torch.tensor(spec.action_high, dtype=torch.float32).expand(dim)
-        finite = torch.isfinite(low) & torch.isfinite(high) & (high > low)
-        center = torch.where(finite, (high + low) / 2, center)
-        scale = torch.where(finite, (high - low) / 2, scale)
-    return center, scale

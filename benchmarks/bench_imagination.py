@@ -111,10 +111,12 @@ def real_contexts(num: int, length: int, seed: int = 0) -> ContextBank:
     return ContextBank(frames=torch.from_numpy(frames), actions=torch.from_numpy(actions))
 
 
-def build_untrained_checkpoint(folder: Path, preset: str, seed: int = 0, family: str = "rssm") -> Path:
-    """An untrained checkpoint of `family` at `preset` for CartPolePixels (speed needs no training)."""
+def build_untrained_checkpoint(folder: Path, preset: str, seed: int = 0, family: str = "rssm",
+                               overrides: dict[str, Any] | None = None) -> Path:
+    """An untrained checkpoint of `family` at `preset` (with hyper-parameter `overrides`) for
+    CartPolePixels (speed needs no training)."""
     torch.manual_seed(seed)
-    spec = make_spec(family, (SIZE, SIZE, 3), "discrete", 2, preset=preset)
+    spec = make_spec(family, (SIZE, SIZE, 3), "discrete", 2, preset=preset, overrides=overrides)
     model = build_model(spec)
     bank = real_contexts(8, spec.context_len, seed)
     return save_checkpoint(folder, model, bank, {"task": TASK, "note": "untrained, for benchmarks"})

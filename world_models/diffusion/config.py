@@ -33,7 +33,7 @@ class DiffusionConfig:
     channels: tuple[int, ...] = (32, 64, 64)
     """U-Net channels per resolution level; the working resolution halves between levels."""
     blocks: int = 1
-    """Residual blocks per U-Net level (on the way down; one more on the way up)."""
+    """Residual blocks per U-Net level, on the way down and on the way up."""
     cond_dim: int = 128
     """Size of the conditioning vector (noise level, actions, context-noise level) that
     drives every adaptive group norm."""

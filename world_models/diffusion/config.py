@@ -57,9 +57,13 @@ class DiffusionConfig:
     """Std of the per-channel offset noise added in training (DIAMOND: 0.3)."""
     context_noise_prob: float = 0.5
     """Fraction of training targets whose context frames are noised (context noise
-    augmentation, DIAMOND's CS:GO model and GameNGen); sampling uses clean contexts (level 0)."""
+    augmentation, as in DIAMOND's CS:GO model and GameNGen); the level is fed to the network
+    and sampling uses clean contexts (level 0). DIAMOND noises every context (with offset
+    noise too) but feeds a level it never trained on at sampling time; here half the targets
+    train on clean contexts, the level imagination uses."""
     context_noise_max: float = 1.0
-    """Largest context-noise level; levels are drawn like training levels, then clipped."""
+    """Largest context-noise level; levels are drawn like training levels, then clipped
+    (DIAMOND clips at 20, which on [-1, 1] frames erases the context)."""
     rollout_weight: float = 0.5
     """Weight of the extra loss on targets whose newest context frame is the model's own
     one-step prediction (robustness to its own imperfect frames)."""

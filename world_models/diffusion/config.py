@@ -58,9 +58,9 @@ class DiffusionConfig:
     context_noise_prob: float = 0.5
     """Fraction of training targets whose context frames are noised (context noise
     augmentation, as in DIAMOND's CS:GO model and GameNGen); the level is fed to the network
-    and sampling uses clean contexts (level 0). DIAMOND noises every context (with offset
-    noise too) but feeds a level it never trained on at sampling time; here half the targets
-    train on clean contexts, the level imagination uses."""
+    and sampling uses clean contexts (level 0). DIAMOND's CS:GO model noises every context
+    (offset noise included); here the other targets train on clean contexts, the level
+    imagination uses."""
     context_noise_max: float = 1.0
     """Largest context-noise level; levels are drawn like training levels, then clipped
     (DIAMOND clips at 20, which on [-1, 1] frames erases the context)."""

@@ -32,8 +32,10 @@ from world_models.threads import torch_threads
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "rssm": ("rssm", {}),
-    **{f"diffusion-pixel-{n}": ("diffusion", {"variant": "pixel", "sampler_steps": n}) for n in (1, 2, 3)},
-    **{f"diffusion-latent-{n}": ("diffusion", {"variant": "latent", "sampler_steps": n}) for n in (1, 2, 3)},
+    **{f"diffusion-pixel-{n}": ("diffusion", {"variant": "pixel", "sampling_steps": n})
+       for n in (1, 2, 3)},
+    **{f"diffusion-latent-{n}": ("diffusion", {"variant": "latent", "fold": 1, "sampling_steps": n})
+       for n in (1, 2, 3)},
 }
 """Name -> (family, hyper-parameter overrides) of the variants measured by default."""
 TARGET_FPS = 300.0

@@ -109,18 +109,23 @@ class WorldModelTrainer:
             for p in frozen:
                 p.requires_grad_(True)
             self.model.train(was_training)
-        self._update_ema()
+        self._update_ema(trained_ids)
         self.step += 1
         return dict(metrics, loss=float(loss.detach()), grad_norm=float(norm),
                     lr=float(optimizer.param_groups[0]["lr"]), stage=float(index))
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
-        """ema <- decay * ema + (1 - decay) * weights; buffers copied."""
+    def _update_ema(self, trained_ids: set[int]) -> None:
+        """ema <- decay * ema + (1 - decay) * weights for the parameters the stage trains;
+        frozen parameters and buffers are copied (a frozen part, e.g. an autoencoder trained
+        in an earlier stage, is used exactly as the later stages were trained on it)."""
         if self.ema is None:
             return
         for averaged, current in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-            averaged.lerp_(current, 1.0 - self.ema_decay)
+            if id(current) in trained_ids:
+                averaged.lerp_(current, 1.0 - self.ema_decay)
+            else:
+                averaged.copy_(current)
         for averaged, current in zip(self.ema.buffers(), self.model.buffers(), strict=True):
             averaged.copy_(current)
 

@@ -162,8 +162,9 @@ def _evaluate(
     """Open-loop fidelity on `data` (held-out episodes, or training ones when none are), in
     eval mode.
 
-    PSNR against horizon and reward error come from random windows; termination metrics
-    from the last few steps of every episode, so real terminations are always seen.
+    PSNR and SSIM against horizon, reward error and termination precision come from random
+    windows; the other termination metrics from the last few steps of every episode, so real
+    terminations are always seen (those windows over-represent ends, hence not precision).
     Reward and termination metrics are left out for data without rewards (videos).
     """
     batch = data.sample(32, context_len + horizon, np.random.default_rng(seed))
@@ -177,7 +178,7 @@ def _evaluate(
                 if key in end_metrics:
                     metrics[key] = end_metrics[key]
     if not data.has_rewards:
-        metrics = {k: v for k, v in metrics.items() if k.startswith("psnr")}
+        metrics = {k: v for k, v in metrics.items() if k.startswith(("psnr", "ssim"))}
     return metrics
 
 

@@ -26,8 +26,8 @@ def test_checkpoint_round_trip_and_eval_metrics(tiny_checkpoint):
     assert loaded.contexts.frames.shape[2:] == (64, 64, 3)
     assert loaded.step == 30
     config = loaded.config
-    for key in ("psnr_h1", "psnr_h5", "reward_mae", "termination_accuracy", "termination_recall",
-                "false_termination_rate"):
+    for key in ("psnr_h1", "psnr_h5", "ssim_h1", "ssim_h5", "reward_mae", "termination_accuracy",
+                "termination_recall", "false_termination_rate"):
         assert key in config["eval"]
     assert config["versions"]["torch"]
 

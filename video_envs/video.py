@@ -121,3 +121,32 @@ def grid(
 def side_by_side(*streams: np.ndarray, sep: int = 2) -> np.ndarray:
     """Streams (T_i, H, W, 3|1) next to each other in one row: (T, H, n*W + seps, 3)."""
     return grid(streams, cols=len(streams), sep=sep)
+
+
+def film_strip(streams: Sequence[np.ndarray], count: int = 8, sep: int = 2) -> np.ndarray:
+    """One still image of `count` evenly spaced time steps: a row per stream (T_i, H, W, 3|1),
+    a column per time step; uint8 (H', W', 3). Shorter streams hold their last frame."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    rgb = [_as_rgb(s) for s in streams]
+    length = max(s.shape[0] for s in rgb)
+    times = np.unique(np.linspace(0, length - 1, count).round().astype(int))  # (count',)
+    cells = [s[min(t, s.shape[0] - 1)][None] for s in rgb for t in times]  # each (1, H, W, 3)
+    return grid(cells, cols=len(times), sep=sep)[0]
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, scale: int = 1) -> Path:
+    """Write a uint8 (H, W, 3|1) image to a PNG, nearest-neighbour upscaled by `scale`;
+    atomically (temporary name, then rename). Returns the path written."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"write_image writes .png files, got {path.name!r}")
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale}")
+    frame = _as_rgb(np.asarray(image)[None])[0]  # (H, W, 3)
+    frame = frame.repeat(scale, axis=0).repeat(scale, axis=1)
+    with atomic_file(path) as tmp:
+        iio.imwrite(tmp, frame, extension=".png")
+    return path

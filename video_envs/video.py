@@ -123,16 +123,35 @@ def side_by_side(*streams: np.ndarray, sep: int = 2) -> np.ndarray:
     return grid(streams, cols=len(streams), sep=sep)
 
 
-def film_strip(streams: Sequence[np.ndarray], count: int = 8, sep: int = 2) -> np.ndarray:
-    """One still image of `count` evenly spaced time steps: a row per stream (T_i, H, W, 3|1),
-    a column per time step; uint8 (H', W', 3). Shorter streams hold their last frame."""
+def titled(stream: np.ndarray, title: str, height: int = 12) -> np.ndarray:
+    """`stream` (T, H, W, 3|1) with a black bar of `height` pixels on top of every frame,
+    `title` written in it in white (cut to the frame's width): (T, height + H, W, 3)."""
+    from PIL import Image, ImageDraw
+
+    frames = _as_rgb(stream)
+    bar = Image.new("RGB", (frames.shape[2], height))
+    ImageDraw.Draw(bar).text((2, max(0, (height - 11) // 2)), title, fill=(255, 255, 255))
+    bar_frames = np.broadcast_to(np.asarray(bar)[None], (frames.shape[0], height, *frames.shape[2:]))
+    return np.concatenate([bar_frames, frames], axis=1)
+
+
+def film_strip(
+    streams: Sequence[np.ndarray], count: int = 8, titles: Sequence[str] | None = None, sep: int = 2
+) -> np.ndarray:
+    """One still of `count` evenly spaced time steps: a column per stream (T_i, H, W, 3|1), as
+    in `side_by_side`, a row per time step, an optional title above each column; uint8
+    (H', W', 3). Shorter streams hold their last frame."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
+    if titles is not None and len(titles) != len(streams):
+        raise ValueError(f"{len(titles)} titles for {len(streams)} streams")
     rgb = [_as_rgb(s) for s in streams]
     length = max(s.shape[0] for s in rgb)
     times = np.unique(np.linspace(0, length - 1, count).round().astype(int))  # (count',)
-    cells = [s[min(t, s.shape[0] - 1)][None] for s in rgb for t in times]  # each (1, H, W, 3)
-    return grid(cells, cols=len(times), sep=sep)[0]
+    columns = [grid([s[min(t, s.shape[0] - 1)][None] for t in times], cols=1, sep=sep) for s in rgb]
+    if titles is not None:
+        columns = [titled(c, t) for c, t in zip(columns, titles)]
+    return side_by_side(*columns, sep=sep)[0]
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, scale: int = 1) -> Path:

@@ -30,13 +30,8 @@ from benchmarks.shared_model import (
     write_dream_videos,
     write_family_videos,
 )
-from benchmarks.suites import RunSpec, Suite, SuiteSettings, validate_suite
+from benchmarks.suites import RunSpec, Suite, SuiteSettings, model_free, validate_suite
 from world_models.checkpoint import package_versions
-
-
-def model_free(method: str) -> bool:
-    """Whether `method` uses no world model (it then runs under the suite's first family only)."""
-    return method == "random" or "_real" in method
 
 
 def expand(suite: Suite) -> list[RunSpec]:

@@ -110,6 +110,11 @@ class RunSpec:
         return f"{task}__{self.method}__{self.budget}__{self.model}__seed{self.seed}"
 
 
+def model_free(method: str) -> bool:
+    """Whether `method` uses no world model (it then runs under the suite's first family only)."""
+    return method == "random" or "_real" in method
+
+
 def known_families() -> list[str]:
     """Names of the registered model families."""
     return family_names()

@@ -155,7 +155,8 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
         policy = DreamerPolicy.load(agent_dir(run_dir), device)
         checkpoint = model_dir(run_dir)  # the online model: its speed and a dream video
         fields.update(throughput=measure_throughput(checkpoint, spec.task, settings.throughput_envs,
-                                                    device=device, pixel_envs=settings.pixel_throughput_envs),
+                                                    settings.throughput_seconds, device,
+                                                    settings.pixel_throughput_envs),
                       videos=write_dream_videos(checkpoint, spec, settings, results_dir, device, "dreamer"))
         fields.update(curve=record["curve"], real_steps=record["real_steps"],
                       imagined_steps=record["imagined_steps"],

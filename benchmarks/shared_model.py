@@ -99,8 +99,8 @@ def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir
     config = read_config(checkpoint)
     training = {"seconds": float(config.get("train_seconds", float("nan"))), "steps": int(config["step"]),
                 "parameters": num_parameters(checkpoint)}
-    throughput = measure_throughput(checkpoint, spec.task, settings.throughput_envs, device=device,
-                                    pixel_envs=settings.pixel_throughput_envs)
+    throughput = measure_throughput(checkpoint, spec.task, settings.throughput_envs,
+                                    settings.throughput_seconds, device, settings.pixel_throughput_envs)
     videos = write_dream_videos(checkpoint, spec, settings, results_dir, device)
     shared = SharedModel(checkpoint, spec.budget, wall, config.get("eval"), throughput, videos, training)
     write_json_atomic(folder / "shared.json", {**asdict(shared), "checkpoint": str(checkpoint)})

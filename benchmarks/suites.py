@@ -55,6 +55,8 @@ class SuiteSettings:
     (a family without an entry keeps its defaults: the preset, or the online recipe)."""
     throughput_envs: int = 1024
     """Rows of the imagined vector env when measuring throughput."""
+    throughput_seconds: float = 2.0
+    """Seconds each throughput measurement runs."""
     pixel_throughput_envs: tuple[int, ...] = ()
     """Also measure imagined frames/s of the pixel imagined vector env at these numbers of
     envs (e.g. (1, 16, 64)), beside the real task's steps/s."""

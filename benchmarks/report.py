@@ -4,7 +4,8 @@
 aggregates seeds per (suite, task, real-step budget, model family, model preset, method), and writes
 ``out_dir/README.md`` with PNGs next to it. Aggregation follows Agarwal et al. 2021
 (arXiv:2108.13264): IQM over all evaluation episodes of all seeds, with a percentile
-bootstrap over seeds. The pure aggregation functions come first, the plumbing after.
+bootstrap over seeds. The pure aggregation functions come first, the plumbing after; the
+model-families comparison is built on them in `benchmarks.report_families`.
 
     python -m benchmarks.report RESULTS_DIR OUT_DIR [--baseline ppo_real]
 """

@@ -24,13 +24,15 @@ The module is split by concern:
 - `agents.planning_math`: the pure maths (`plan_returns`, CEM/MPPI weights and refits).
 
 Their public names are re-exported here, so ``from agents.planning import X`` keeps working.
+`plan_action` is the one-call form for users (the seed project's ``plan(obs, horizon)``):
+real frames in, the first action and the plan out, for any family.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -54,11 +56,12 @@ from agents.planning_math import (
 )
 from world_models.base import ModelSpec, State, WorldModel, repeat_rows, state_batch_size
 from world_models.filter import ModelFilter
-from world_models.imagine import imagine
+from world_models.imagine import burn_in_frames, imagine
 from world_models.sampling import TorchNoise
 
 __all__ = [
     "PLANNER_NAMES",
+    "PlanResult",
     "Planner",
     "PlannerConfig",
     "PlannerMethod",
@@ -67,6 +70,7 @@ __all__ = [
     "format_planner_spec",
     "mppi_weights",
     "parse_planner_spec",
+    "plan_action",
     "plan_returns",
     "sample_categorical",
     "weighted_categorical",
@@ -113,6 +117,9 @@ class Planner:
         self.noise = TorchNoise(self.generator)
         """Candidate sampling and model noise, drawn from `generator`."""
         self._plan: Tensor | None = None  # warm start: (B, H, A) mean or (B, H, K) probs
+        self.last_plan: Tensor | None = None
+        """Action sequence (B, H) or (B, H, A) chosen by the last `plan` call: the best
+        candidate (random shooting) or each step's mode of the final distribution (CEM/MPPI)."""
         self._last_actions: np.ndarray | None = None
         self._predicted_end: np.ndarray | None = None  # (B,) bool, for reset detection
 
@@ -237,7 +244,8 @@ class Planner:
             actions = self._mid + self._half * (2 * u - 1)
         returns = self._score(state, actions)  # (B, N)
         best = returns.argmax(dim=1)  # (B,)
-        return actions[torch.arange(batch, device=self.device), best, 0]
+        self.last_plan = actions[torch.arange(batch, device=self.device), best]  # (B, H[, A])
+        return self.last_plan[:, 0]
 
     def _refine(self, state: State, plan: Tensor, deterministic: bool) -> Tensor:
         """CEM / MPPI iterations from ``plan``: (B, H, A) mean or (B, H, K) probabilities."""
@@ -266,6 +274,7 @@ class Planner:
                 if cfg.method == "cem":  # MPPI keeps its exploration noise fixed
                     std = (cfg.momentum * std + (1 - cfg.momentum) * new_std).maximum(min_std)
         self._plan = plan
+        self.last_plan = plan.argmax(dim=-1) if self.discrete else plan.clone()  # (B, H[, A])
         first = plan[:, 0]  # (B, K) or (B, A)
         if self.discrete:
             if deterministic:
@@ -313,3 +322,45 @@ class Planner:
         high = spec.action_high if spec.action_high is not None else (math.inf,) * dim
         return (torch.tensor(low, dtype=torch.float32, device=self.device),
                 torch.tensor(high, dtype=torch.float32, device=self.device))
+
+
+class PlanResult(NamedTuple):
+    """What `plan_action` returns, in the type (numpy or torch) of the frames given."""
+
+    action: Any
+    """The action to take now: int64 () or float32 (A,), batched (B,) or (B, A)."""
+    plan: Any
+    """The planned action sequence (H,) or (H, A), batched (B, H) or (B, H, A) (see
+    `Planner.last_plan`); its first step is `action` when deterministic."""
+
+
+@torch.inference_mode()
+def plan_action(
+    model: WorldModel,
+    obs: np.ndarray | Tensor,
+    horizon: int = 12,
+    method: PlannerMethod = "cem",
+    context_actions: np.ndarray | Tensor | None = None,
+    seed: int = 0,
+    deterministic: bool = True,
+    value_fn: ValueFn | None = None,
+    **options: Any,
+) -> PlanResult:
+    """Plan from real frames with a `Planner` (random shooting, CEM or MPPI) over any model.
+
+    `obs` and `context_actions` as in `world_models.imagine.burn_in_frames`: one frame
+    (H, W, C), a context (T, H, W, C) or a batch (B, T, H, W, C). `options` are further
+    `PlannerConfig` fields (``num_candidates``, ``iterations``, ``discount``, ...). The same
+    `seed` gives the same plan.
+    """
+    cfg = PlannerConfig(method=method, horizon=horizon, seed=seed, **options)
+    planner = Planner(model, cfg, value_fn=value_fn)
+    state, batched = burn_in_frames(model, obs, context_actions)
+    action = planner.plan(state, deterministic=deterministic)
+    plan = planner.last_plan
+    assert plan is not None
+    if not batched:
+        action, plan = action[0], plan[0]
+    if not isinstance(obs, Tensor):
+        action, plan = action.cpu().numpy(), plan.cpu().numpy()
+    return PlanResult(action, plan)

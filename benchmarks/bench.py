@@ -16,8 +16,8 @@ class BenchConfig:
     """Options of `vwm bench`."""
 
     suite: str = field(default="default", metadata={"positional": True})
-    """Suite to run: smoke, quick, default, full, or a target suite: cartpole, pendulum, minatar,
-    planners."""
+    """Suite to run: smoke, quick, default, full, a target suite: cartpole, pendulum, minatar,
+    planners, or families (model families side by side on the same data)."""
     results: str | None = None
     """Folder of result JSONs and videos (default: benchmarks/results/SUITE)."""
     work: str | None = None

@@ -4,7 +4,8 @@
 aggregates seeds per (suite, task, real-step budget, model family, model preset, method), and writes
 ``out_dir/README.md`` with PNGs next to it. Aggregation follows Agarwal et al. 2021
 (arXiv:2108.13264): IQM over all evaluation episodes of all seeds, with a percentile
-bootstrap over seeds. The pure aggregation functions come first, the plumbing after.
+bootstrap over seeds. The pure aggregation functions come first, the plumbing after; the
+model-families comparison is built on them in `benchmarks.report_families`.
 
     python -m benchmarks.report RESULTS_DIR OUT_DIR [--baseline ppo_real]
 """
@@ -90,7 +91,8 @@ class MethodSummary:
         return (self.suite, self.task, self.budget)
 
 
-def _method_rank(method: str) -> tuple[int, str]:
+def method_rank(method: str) -> tuple[int, str]:
+    """Sort key of a method: its place in `METHOD_ORDER`, others after it alphabetically."""
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
@@ -104,7 +106,7 @@ def group_runs(results: Sequence[RunResult]) -> dict[RunKey, list[RunResult]]:
         if twin is not None:
             raise ValueError(f"duplicate result for {key} seed {r.seed}: {twin.source} and {r.source}")
         groups[key].append(r)
-    order = sorted(groups, key=lambda k: (k[0], k[1], k[2], _method_rank(k[5]), k[3], k[4]))
+    order = sorted(groups, key=lambda k: (k[0], k[1], k[2], method_rank(k[5]), k[3], k[4]))
     return {k: sorted(groups[k], key=lambda r: r.seed) for k in order}
 
 
@@ -180,11 +182,12 @@ def aggregate_psnr(fidelities: Sequence[dict[str, float]]) -> plots.Band | None:
 # ---------------------------------------------------------------- markdown plumbing
 
 
-def _num(x: float | None, digits: int = 1) -> str:
+def fmt_num(x: float | None, digits: int = 1) -> str:
+    """`x` with `digits` decimals, or an em dash when it is missing or not finite."""
     return "—" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def _steps(n: float) -> str:
+def fmt_steps(n: float) -> str:
     """Compact step count: 950, 50k, 1.23M."""
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= scale:
@@ -192,7 +195,8 @@ def _steps(n: float) -> str:
     return f"{n:.0f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Markdown lines of a table (and a blank line after it)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
 
@@ -205,7 +209,8 @@ def _label(method: str, model: tuple[str, str], models: set[tuple[str, str]]) ->
     return method if len(models) == 1 else f"{method} ({' '.join(model)})"
 
 
-def _mean_of(values: Sequence[float | None]) -> float | None:
+def mean_of(values: Sequence[float | None]) -> float | None:
+    """Mean of the values that are not None (None when there are none)."""
     vals = [v for v in values if v is not None]
     return float(np.mean(vals)) if vals else None
 
@@ -217,14 +222,14 @@ def _group_section(
     """Markdown (and PNGs) for one (suite, task, budget): results, curves, fidelity, dream gap."""
     suite, task, budget = group
     models = {(s.family, s.preset) for s, _ in rows}
-    title = f"## {task} — {_steps(budget)} real steps" + (f" (suite `{suite}`)" if show_suite else "")
+    title = f"## {task} — {fmt_steps(budget)} real steps" + (f" (suite `{suite}`)" if show_suite else "")
     lines = [title, ""]
-    lines += _table(
+    lines += md_table(
         ["Method", "Family", "Preset", "Seeds", "Return (mean ± std)", "IQM [95% CI]", "Real steps",
          "Imagined steps", "Wall time (s)", f"Ratio to {baseline}"],
-        [[s.method, s.family, s.preset, str(len(s.seeds)), f"{_num(s.mean)} ± {_num(s.std)}",
-          f"{_num(s.iqm)} [{_num(s.ci_low)}, {_num(s.ci_high)}]", _steps(s.real_steps),
-          _steps(s.imagined_steps), _num(s.wall_time), _num(ratio, 2)] for s, ratio in rows],
+        [[s.method, s.family, s.preset, str(len(s.seeds)), f"{fmt_num(s.mean)} ± {fmt_num(s.std)}",
+          f"{fmt_num(s.iqm)} [{fmt_num(s.ci_low)}, {fmt_num(s.ci_high)}]", fmt_steps(s.real_steps),
+          fmt_steps(s.imagined_steps), fmt_num(s.wall_time), fmt_num(ratio, 2)] for s, ratio in rows],
     )
     keyed = {(s.family, s.preset, s.method): runs[(suite, task, budget, s.family, s.preset, s.method)]
              for s, _ in rows}
@@ -233,7 +238,7 @@ def _group_section(
     curves = {k: v for k, v in curves.items() if v is not None}
     if curves:
         name = f"curves_{_slug(suite, task, budget)}.png"
-        plots.plot_learning_curves(curves, out_dir / name, f"{task} ({_steps(budget)} real steps)",
+        plots.plot_learning_curves(curves, out_dir / name, f"{task} ({fmt_steps(budget)} real steps)",
                                     budget=budget)
         lines += [f"![learning curves for {task}]({name})", ""]
 
@@ -243,13 +248,13 @@ def _group_section(
         horizons = sorted({h for rs in fid.values() for r in rs for h in psnr_horizons(r.fidelity)})
         table = []
         for (f, p, m), rs in fid.items():
-            psnr = [_mean_of([psnr_horizons(r.fidelity).get(h) for r in rs]) for h in horizons]
-            extra = [_mean_of([r.fidelity.get(k) for r in rs])
+            psnr = [mean_of([psnr_horizons(r.fidelity).get(h) for r in rs]) for h in horizons]
+            extra = [mean_of([r.fidelity.get(k) for r in rs])
                      for k in ("reward_mae", "termination_accuracy")]
-            table.append([m, f, p, str(len(rs))] + [_num(v, 2) for v in psnr]
-                         + [_num(v, 3) for v in extra])
+            table.append([m, f, p, str(len(rs))] + [fmt_num(v, 2) for v in psnr]
+                         + [fmt_num(v, 3) for v in extra])
         lines += ["### Model fidelity (open loop)", ""]
-        lines += _table(["Method", "Family", "Preset", "Seeds"] + [f"PSNR h{h} (dB)" for h in horizons]
+        lines += md_table(["Method", "Family", "Preset", "Seeds"] + [f"PSNR h{h} (dB)" for h in horizons]
                         + ["Reward MAE", "Termination accuracy"], table)
         bands = {_label(m, (f, p), models): aggregate_psnr([r.fidelity for r in rs])
                  for (f, p, m), rs in fid.items()}
@@ -265,10 +270,10 @@ def _group_section(
         if with_dream:
             d = float(np.mean([r.dream_return for r in with_dream]))
             real = float(np.mean([np.mean(r.final.returns) for r in with_dream]))
-            dream.append([m, f, p, str(len(with_dream)), _num(d), _num(real), _num(d - real)])
+            dream.append([m, f, p, str(len(with_dream)), fmt_num(d), fmt_num(real), fmt_num(d - real)])
     if dream:
         lines += ["### Dream vs real return", ""]
-        lines += _table(["Method", "Family", "Preset", "Seeds", "Return in the model",
+        lines += md_table(["Method", "Family", "Preset", "Seeds", "Return in the model",
                          "Return on the real task", "Gap (dream − real)"], dream)
     return lines
 
@@ -281,38 +286,39 @@ def _throughput_section(results: Sequence[RunResult], out_dir: Path) -> list[str
     if not keyed:
         return []
     rows, labels, imag, real = [], [], [], []
-    for key in sorted(keyed, key=lambda k: (k[0], _method_rank(k[1]), k[2], k[3])):
+    for key in sorted(keyed, key=lambda k: (k[0], method_rank(k[1]), k[2], k[3])):
         task, method, family, preset = key
         i = float(np.mean([t["imagined_steps_per_s"] for t in keyed[key]]))
         e = float(np.mean([t["real_steps_per_s"] for t in keyed[key]]))
-        rows.append([task, method, family, preset, _num(i, 0), _num(e, 0), f"{i / e:.1f}x"])
+        rows.append([task, method, family, preset, fmt_num(i, 0), fmt_num(e, 0), f"{i / e:.1f}x"])
         labels.append(f"{task.split('/')[-1]}\n{method}")
         imag.append(i)
         real.append(e)
     plots.plot_throughput(labels, imag, real, out_dir / "throughput.png")
-    return ["## Imagination throughput", ""] + _table(
+    return ["## Imagination throughput", ""] + md_table(
         ["Task", "Method", "Family", "Preset", "Imagined steps/s", "Real env steps/s", "Speed-up"], rows,
     ) + ["![imagined vs real throughput](throughput.png)", ""]
 
 
-def _link(r: RunResult, rel: str, results_dir: Path, out_dir: Path) -> str:
+def result_link(r: RunResult, rel: str, results_dir: Path, out_dir: Path) -> str:
+    """Link, relative to `out_dir`, to `rel`: a path relative to result `r`'s folder."""
     base = r.source.parent if r.source is not None else results_dir
     return Path(os.path.relpath(os.path.abspath(base / rel), os.path.abspath(out_dir))).as_posix()
 
 
 def _videos_section(results: Sequence[RunResult], results_dir: Path, out_dir: Path) -> list[str]:
     rows = []
-    for r in sorted(results, key=lambda r: (r.task, _method_rank(r.method), r.family, r.model_preset,
+    for r in sorted(results, key=lambda r: (r.task, method_rank(r.method), r.family, r.model_preset,
                                            r.seed)):
         if not r.videos:
             continue
         gif, mp4 = r.videos.get("gif"), r.videos.get("mp4")
         rows.append([r.task, r.method, r.family, r.model_preset, str(r.seed),
-                     f"![real vs imagined]({_link(r, gif, results_dir, out_dir)})" if gif else "—",
-                     f"[mp4]({_link(r, mp4, results_dir, out_dir)})" if mp4 else "—"])
+                     f"![real vs imagined]({result_link(r, gif, results_dir, out_dir)})" if gif else "—",
+                     f"[mp4]({result_link(r, mp4, results_dir, out_dir)})" if mp4 else "—"])
     if not rows:
         return []
-    return ["## Real | imagined videos", ""] + _table(
+    return ["## Real | imagined videos", ""] + md_table(
         ["Task", "Method", "Family", "Preset", "Seed", "Real \\| imagined (gif)", "Video"], rows)
 
 
@@ -325,10 +331,10 @@ def _repro_section(results: Sequence[RunResult], runs: dict, results_dir: Path) 
         hw = r.hardware
         hardware[f"cpu: {hw.get('cpu')}, cores: {hw.get('cores')}, gpu: {hw.get('gpu') or 'none'}"] += 1
     lines = ["## Reproducibility", "", "### Versions", ""]
-    lines += _table(["Package", "Version(s)"],
+    lines += md_table(["Package", "Version(s)"],
                     [[k, ", ".join(sorted(v))] for k, v in sorted(versions.items())])
     lines += ["### Hardware", ""] + [f"- {hw} ({n} runs)" for hw, n in sorted(hardware.items())] + [""]
-    lines += ["### Runs", ""] + _table(
+    lines += ["### Runs", ""] + md_table(
         ["Suite", "Task", "Budget", "Method", "Family", "Preset", "Seeds", "Config hash(es)"],
         [[s, t, str(b), m, f, p, ", ".join(str(r.seed) for r in rs),
           ", ".join(sorted({f"`{r.config_hash}`" for r in rs}))] for (s, t, b, f, p, m), rs in runs.items()])
@@ -367,6 +373,9 @@ def build_report(
     ]
     for group, rows in tables.items():
         lines += _group_section(group, runs, rows, out_dir, baseline, show_suite)
+    from benchmarks.report_families import families_section  # it builds on this module
+
+    lines += families_section(results, summaries, results_dir, out_dir)
     lines += _throughput_section(results, out_dir)
     lines += _videos_section(results, results_dir, out_dir)
     lines += _repro_section(results, runs, results_dir)

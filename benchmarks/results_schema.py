@@ -29,7 +29,8 @@ REQUIRED_KEYS: tuple[str, ...] = (
 )
 """Keys every result JSON must have (the optional ones may be null or absent)."""
 
-OPTIONAL_KEYS: tuple[str, ...] = ("dream_return", "fidelity", "throughput", "videos", "family")
+OPTIONAL_KEYS: tuple[str, ...] = ("dream_return", "fidelity", "throughput", "videos", "family",
+                                   "model_training")
 """Keys that may be null or missing: the report skips what they feed (``family``: rssm)."""
 
 DEFAULT_FAMILY = "rssm"
@@ -81,13 +82,17 @@ class RunResult:
     hardware: dict[str, Any]
     dream_return: float | None = None
     fidelity: dict[str, float] | None = None
-    """``psnr_h<k>`` for open-loop horizons k, ``reward_mae``, ``termination_accuracy``."""
+    """``psnr_h<k>`` and ``ssim_h<k>`` for open-loop horizons k, ``reward_mae``,
+    ``termination_accuracy``, ``termination_precision``, ``termination_recall``, ..."""
     throughput: dict[str, float] | None = None
-    """``imagined_steps_per_s`` and ``real_steps_per_s``."""
+    """``imagined_steps_per_s`` and ``real_steps_per_s``, optionally
+    ``imagined_frames_per_s_n<n>`` (pixel imagined env with n envs)."""
     videos: dict[str, str] | None = None
     """``{"mp4": path, "gif": path}``, relative to the result file's folder."""
     family: str = DEFAULT_FAMILY
     """The world-model family of model-based methods (model-free ones keep the suite's)."""
+    model_training: dict[str, float] | None = None
+    """The shared model's ``seconds`` (training wall-clock), ``steps`` and ``parameters``."""
     source: Path | None = field(default=None, compare=False)
     """The file this result was loaded from (not part of the JSON)."""
 
@@ -168,6 +173,12 @@ def result_filename(suite: str, task: str, method: str, budget: int, family: str
     task = "".join(c if c.isalnum() or c in "-." else "_" for c in task)
     model = preset if family == DEFAULT_FAMILY else f"{family}-{preset}"
     return f"{suite}__{task}__{method}__{budget}__{model}__seed{seed}.json"
+
+
+def family_video_stem(task: str, budget: int, preset: str, seed: int) -> str:
+    """Path, relative to a suite's results folder and without suffix, of its real | family A |
+    family B ... video (.mp4, .gif) and film strip (.png) of one (task, budget, preset, seed)."""
+    return f"videos/families__{task.split('/')[-1]}__{budget}__{preset}__seed{seed}"
 
 
 def load_results(folder: str | os.PathLike) -> list[RunResult]:

@@ -1,7 +1,8 @@
 """Execute benchmark runs: one (task, method, seed, budget, family, preset) -> one result JSON.
 
 Model-based offline methods share one world model per (task, seed, budget, family, preset),
-learned from `budget` random real steps, so they spend the same real experience. Every stage
+learned from `budget` random real steps, so they spend the same real experience
+(`benchmarks.shared_model`). Every stage
 runs its models on the suite's torch device. Finished
 runs are skipped, the shared model and the online loop resume, so a killed suite picks up
 where it stopped.
@@ -9,9 +10,8 @@ where it stopped.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,46 +21,17 @@ import torch
 
 from agents.evaluate import EvalResult, RandomPolicy, evaluate_policy, load_policy
 from benchmarks.benchio import hardware
-from benchmarks.results_schema import (
-    DEFAULT_FAMILY,
-    SCHEMA_VERSION,
-    FinalEval,
-    RunResult,
-    config_hash,
-    result_filename,
+from benchmarks.results_schema import SCHEMA_VERSION, FinalEval, RunResult, config_hash, result_filename
+from benchmarks.shared_model import (
+    SharedModel,
+    ensure_model,
+    measure_throughput,
+    model_overrides,
+    write_dream_videos,
+    write_family_videos,
 )
-from benchmarks.suites import Suite, SuiteSettings, validate_suite
-from video_envs.collect import minari_root
-from world_models.atomic import write_json_atomic
-from world_models.checkpoint import package_versions, read_config
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One cell of a suite."""
-
-    suite: str
-    task: str
-    method: str
-    seed: int
-    budget: int
-    preset: str
-    family: str = DEFAULT_FAMILY
-
-    @property
-    def model(self) -> str:
-        """The model label in names: the preset, prefixed by the family unless it is rssm."""
-        return self.preset if self.family == DEFAULT_FAMILY else f"{self.family}-{self.preset}"
-
-    def slug(self) -> str:
-        """A folder-friendly name."""
-        task = self.task.split("/")[-1]
-        return f"{task}__{self.method}__{self.budget}__{self.model}__seed{self.seed}"
-
-
-def model_free(method: str) -> bool:
-    """Whether `method` uses no world model (it then runs under the suite's first family only)."""
-    return method == "random" or "_real" in method
+from benchmarks.suites import RunSpec, Suite, SuiteSettings, model_free, validate_suite
+from world_models.checkpoint import package_versions
 
 
 def expand(suite: Suite) -> list[RunSpec]:
@@ -97,110 +68,6 @@ def method_fits(method: str, task: str) -> bool:
     algo = method.split("_", 1)[0]
     discrete = _is_discrete(task)
     return not ((discrete and algo in CONTINUOUS_ONLY) or (not discrete and algo in DISCRETE_ONLY))
-
-
-# ------------------------------------------------------------------ shared world model
-
-
-@dataclass
-class SharedModel:
-    """A world model learned from random real steps, with what it measures about itself."""
-
-    checkpoint: Path
-    real_steps: int
-    wall_time: float
-    fidelity: dict[str, float] | None
-    throughput: dict[str, float] | None
-    videos: dict[str, str] | None
-
-
-def model_overrides(settings: SuiteSettings, family: str) -> str | None:
-    """The suite's overrides for `family` as JSON, or None when it has none."""
-    overrides = settings.model_overrides.get(family)
-    return None if overrides is None else json.dumps(overrides)
-
-
-def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Path,
-                 progress: bool, device: str = "cpu") -> SharedModel:
-    """Collect `budget` random steps and train the shared model (resuming / reusing)."""
-    from video_envs.collect import CollectConfig, collect
-    from world_models.train import TrainConfig, train_world_model
-
-    folder = work / f"model__{spec.task.split('/')[-1]}__{spec.budget}__{spec.model}__seed{spec.seed}"
-    info_file = folder / "shared.json"
-    if info_file.exists():
-        info = json.loads(info_file.read_text())
-        return SharedModel(**{**info, "checkpoint": Path(info["checkpoint"])})
-    start = time.perf_counter()
-    name = spec.task.split("/")[-1].lower()
-    dataset = f"vwm/{name}/random-b{spec.budget}-s{spec.seed}-v0"
-    with minari_root(work / "minari"):
-        from minari.storage import get_dataset_path
-
-        if not (Path(get_dataset_path(dataset)) / "data").is_dir():
-            collect(CollectConfig(task=spec.task, dataset=dataset, steps=spec.budget,
-                                  seed=spec.seed, progress=progress, device=device))
-        train_cfg = TrainConfig(
-            dataset=dataset, out=str(folder), family=spec.family, preset=spec.preset,
-            steps=settings.model_steps, device=device,
-            batch_size=settings.model_batch, seq_len=settings.model_seq, seed=spec.seed,
-            eval_every=0, checkpoint_every=max(100, settings.model_steps // 5), resume=True,
-            overrides=model_overrides(settings, spec.family) or "", progress=progress,
-            holdout_episodes=10,
-        )
-        checkpoint = train_world_model(train_cfg)
-    wall = time.perf_counter() - start
-    config = read_config(checkpoint)
-    throughput = measure_throughput(checkpoint, spec.task, settings.throughput_envs, device=device)
-    videos = write_dream_videos(checkpoint, spec, settings, results_dir, device)
-    shared = SharedModel(checkpoint, spec.budget, wall, config.get("eval"), throughput, videos)
-    write_json_atomic(info_file, {**asdict(shared), "checkpoint": str(checkpoint)})
-    return shared
-
-
-def measure_throughput(checkpoint: Path, task: str, num_envs: int, seconds: float = 2.0,
-                       device: str = "cpu") -> dict[str, float]:
-    """Imagined steps/s of the latent vector env against real steps/s of the task (one env)."""
-    import video_envs  # noqa: F401
-    from video_envs.imagined import WorldModelVectorEnv
-
-    envs = WorldModelVectorEnv(num_envs=num_envs, checkpoint=str(checkpoint), obs_mode="latent",
-                               device=device)
-    envs.reset(seed=0)
-    actions = np.stack([envs.single_action_space.sample() for _ in range(num_envs)])
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        envs.step(actions)
-        steps += num_envs
-    imagined = steps / (time.perf_counter() - start)
-    env = gym.make(task)
-    env.reset(seed=0)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        steps += 1
-        if terminated or truncated:
-            env.reset()
-    real = steps / (time.perf_counter() - start)
-    return {"imagined_steps_per_s": imagined, "real_steps_per_s": real}
-
-
-def write_dream_videos(checkpoint: Path, spec: RunSpec, settings: SuiteSettings,
-                       results_dir: Path, device: str = "cpu", tag: str = "") -> dict[str, str]:
-    """Real | imagined side by side from one start and the same actions, mp4 and gif.
-
-    `tag` tells apart the videos of models other than the shared one (e.g. ``dreamer``).
-    """
-    from video_envs.dream import dream_rollout
-    from video_envs.video import side_by_side, write_video
-
-    rollout = dream_rollout(str(checkpoint), spec.task, settings.video_steps, seed=spec.seed, device=device)
-    frames = side_by_side(rollout.real, rollout.imagined)
-    name = f"videos/{spec.task.split('/')[-1]}__{spec.budget}__{spec.model}__seed{spec.seed}"
-    name += f"__{tag}" if tag else ""
-    write_video(results_dir / f"{name}.mp4", frames, fps=15, scale=3)
-    write_video(results_dir / f"{name}.gif", frames, fps=15, scale=2)
-    return {"mp4": f"{name}.mp4", "gif": f"{name}.gif"}
 
 
 # ------------------------------------------------------------------ methods
@@ -288,7 +155,8 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
         policy = DreamerPolicy.load(agent_dir(run_dir), device)
         checkpoint = model_dir(run_dir)  # the online model: its speed and a dream video
         fields.update(throughput=measure_throughput(checkpoint, spec.task, settings.throughput_envs,
-                                                    device=device),
+                                                    settings.throughput_seconds, device,
+                                                    settings.pixel_throughput_envs),
                       videos=write_dream_videos(checkpoint, spec, settings, results_dir, device, "dreamer"))
         fields.update(curve=record["curve"], real_steps=record["real_steps"],
                       imagined_steps=record["imagined_steps"],
@@ -297,7 +165,7 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
     else:
         shared = ensure_model(spec, settings, work, results_dir, progress, device)
         fields.update(real_steps=shared.real_steps, fidelity=shared.fidelity,
-                      throughput=shared.throughput, videos=shared.videos)
+                      throughput=shared.throughput, videos=shared.videos, model_training=shared.training)
         policy = _offline_method(spec, settings, shared, run_dir, fields, episodes, progress, device)
     result = evaluate_policy(policy, spec.task, episodes, seed=eval_seed, policy_name=method)
     wall = time.perf_counter() - start
@@ -382,4 +250,7 @@ def run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool = True
         print(f"{label}: real return {result.final.mean:.1f} (IQM {result.final.iqm:.1f}), "
               f"{result.wall_time / 60:.1f} min")
         paths.append(path)
+    if suite.settings.family_videos:
+        for video in write_family_videos(suite, results_dir, work, device):
+            print(f"real | families video: {video}")
     return paths

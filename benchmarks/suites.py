@@ -10,6 +10,9 @@ Methods:
 - ``<algo>_imagined_latent`` / ``<algo>_imagined_pixels``: SB3 trained inside that model.
 - ``random_shooting`` / ``cem`` / ``mppi``: planners over that model.
 
+``families`` (`vwm bench families`) runs the offline methods under every model family on the
+same data and the same training wall-clock, and its report compares the families.
+
 Model-based methods run once per model family and preset; model-free ones (``random``,
 ``<algo>_real*``) once per preset, under the suite's first family.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from benchmarks.results_schema import DEFAULT_FAMILY
 from world_models.families import family_names, make_spec
 
 
@@ -28,6 +32,9 @@ class SuiteSettings:
 
     model_steps: int = 1500
     """Gradient steps of the world model learned from random data (offline methods)."""
+    model_seconds: float = 0.0
+    """When > 0, each family's shared model trains for this many seconds instead of
+    `model_steps`, so model families get the same training wall-clock."""
     model_batch: int = 16
     """World-model batch size."""
     model_seq: int = 16
@@ -48,8 +55,16 @@ class SuiteSettings:
     (a family without an entry keeps its defaults: the preset, or the online recipe)."""
     throughput_envs: int = 1024
     """Rows of the imagined vector env when measuring throughput."""
+    throughput_seconds: float = 2.0
+    """Seconds each throughput measurement runs."""
+    pixel_throughput_envs: tuple[int, ...] = ()
+    """Also measure imagined frames/s of the pixel imagined vector env at these numbers of
+    envs (e.g. (1, 16, 64)), beside the real task's steps/s."""
     video_steps: int = 100
     """Length of the real | imagined video."""
+    family_videos: bool = False
+    """Write one real | family A | family B ... video per (task, budget, preset, seed) from the
+    shared models, after the runs (`benchmarks.shared_model.write_family_videos`)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,34 @@ class Suite:
     """World-model families (`world_models.families`)."""
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of a suite."""
+
+    suite: str
+    task: str
+    method: str
+    seed: int
+    budget: int
+    preset: str
+    family: str = DEFAULT_FAMILY
+
+    @property
+    def model(self) -> str:
+        """The model label in names: the preset, prefixed by the family unless it is rssm."""
+        return self.preset if self.family == DEFAULT_FAMILY else f"{self.family}-{self.preset}"
+
+    def slug(self) -> str:
+        """A folder-friendly name."""
+        task = self.task.split("/")[-1]
+        return f"{task}__{self.method}__{self.budget}__{self.model}__seed{self.seed}"
+
+
+def model_free(method: str) -> bool:
+    """Whether `method` uses no world model (it then runs under the suite's first family only)."""
+    return method == "random" or "_real" in method
+
+
 def known_families() -> list[str]:
     """Names of the registered model families."""
     return family_names()
@@ -82,7 +125,8 @@ def known_families() -> list[str]:
 def validate_suite(suite: Suite) -> Suite:
     """Check the suite's families and each family's model overrides; returns the suite.
 
-    Raises ValueError naming the suite, the family and the unknown keys.
+    Raises ValueError naming the suite, the family and the unknown keys. Suites are only
+    validated when run, so a suite may name a family that is not registered yet.
     """
     known = known_families()
     unknown = [f for f in suite.families if f not in known]
@@ -200,6 +244,20 @@ SUITES["planners"] = Suite(
     budgets=(20_000,),
     settings=SuiteSettings(eval_episodes=10, model_steps=1500,
                            model_overrides=SMALL_FRAMES, planner="horizon=15,candidates=128,iterations=3"),
+)
+# Model families side by side on the same data (design section 7): every family learns from
+# the same random real steps (the dataset is shared across families) for the same training
+# wall-clock, then the same agents train and plan inside each. Hours on 2 cores.
+SUITES["families"] = Suite(
+    name="families",
+    tasks=(CARTPOLE, "vwm/MinAtarBreakout-v0"),
+    methods=("random", "ppo_real", "ppo_imagined_latent", "cem", "dreamer_offline"),
+    seeds=(0, 1, 2),
+    budgets=(20_000,),
+    families=("rssm", "diffusion"),
+    settings=SuiteSettings(eval_episodes=10, model_seconds=1200.0, imagined_steps=50_000,
+                           model_overrides=SMALL_FRAMES, planner="horizon=8,candidates=64,iterations=2",
+                           pixel_throughput_envs=(1, 16, 64), family_videos=True),
 )
 
 

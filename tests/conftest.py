@@ -24,6 +24,19 @@ def _minari_root(tmp_path_factory, monkeypatch):
 TINY_TASK = "vwm/CartPolePixels-v0"
 
 
+def tiny_family_model(name: str, kind: str = "discrete", size: int = 16):
+    """An untrained tiny model of family `name` (a registered one, or the test-only
+    ``windowed``) on (size, size, 3) frames with 3 discrete or 1 continuous action, eval mode."""
+    from tests.windowed_family import WindowedFamily
+    from world_models.families import get_family
+
+    family = WindowedFamily() if name == "windowed" else get_family(name)
+    dim, low, high = (3, None, None) if kind == "discrete" else (1, (-1.0,), (1.0,))
+    torch.manual_seed(0)
+    spec = family.make_spec((size, size, 3), kind, dim, low, high, preset="tiny")
+    return family.build(spec).eval()
+
+
 def collect_tiny(root, task: str = TINY_TASK, steps: int = 600) -> str:
     """Collect a small random dataset of `task` under Minari root `root`; returns its id."""
     from video_envs.collect import CollectConfig, collect

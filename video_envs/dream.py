@@ -1,15 +1,17 @@
-"""Real | imagined side-by-side rollouts (`vwm dream`).
+"""Real | imagined side-by-side rollouts (`vwm dream`), and real | model A | model B ...
 
 From one real start (the real env reset with the seed, the model burned in on that first
 frame as a one-frame context: the padding rule of `world_models.base`), the same seeded
 random actions are played in the real env and, open loop, in the model. The rollout stops
 when the real episode ends (terminated or truncated) or after `steps` steps, whichever
 comes first; imagined terminations are ignored so the video shows what the model predicts
-until the real episode ends.
+until the real episode ends. `dream_comparison` does the same for several models at once
+(the real episode is played once), for the model families benchmark.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -83,27 +85,57 @@ def _rgb(frames: np.ndarray) -> np.ndarray:
     return np.repeat(frames, 3, axis=-1) if frames.shape[-1] == 1 else frames
 
 
+class DreamComparison(NamedTuple):
+    """One real stream and the streams of several models imagining the same actions from the
+    same start; index 0 is the start frame (reward 0)."""
+
+    real: np.ndarray
+    """uint8 (T, H, W, 3) real frames."""
+    imagined: list[np.ndarray]
+    """Per model, uint8 (T, H, W, 3) imagined frames (index 0: its reconstruction of the start)."""
+    real_rewards: np.ndarray
+    """float32 (T,) reward on arriving at each real frame (0 for the start)."""
+    imagined_rewards: list[np.ndarray]
+    """Per model, float32 (T,) predicted reward on arriving at each imagined frame."""
+
+
 @torch.inference_mode()
-def dream_rollout(
-    checkpoint_or_loaded: str | Path | Checkpoint | WorldModel,
+def _imagine_along(model: WorldModel, start: np.ndarray, actions: list[np.ndarray],
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (T, H, W, C) and rewards (T,) of `model` burned in on `start` and fed `actions`."""
+    device = next(model.parameters()).device
+    noise = TorchNoise(torch.Generator(device=device).manual_seed(seed))
+    state = burn_in(model, torch.as_tensor(start, device=device)[None])
+    frames, rewards = [model.decode(state)[0].cpu().numpy()], [0.0]
+    if actions:
+        acts = torch.as_tensor(np.stack(actions), device=device).to(model.spec.action_dtype())[None]
+        out = imagine(model, state, acts, noise=noise, decode=True)  # the same actions, open loop
+        frames += list(out.frames[:, 0].cpu().numpy())  # type: ignore[index]
+        rewards += out.rewards[:, 0].tolist()
+    return _rgb(np.stack(frames)), np.asarray(rewards, dtype=np.float32)
+
+
+def dream_comparison(
+    sources: Sequence[str | Path | Checkpoint | WorldModel],
     task: str | None = None,
     steps: int = 200,
     seed: int = 0,
     device: str = "cpu",
-) -> DreamRollout:
-    """Play the same seeded random actions in the real env and open loop in the model."""
+) -> DreamComparison:
+    """Play seeded random actions once in the real env and open loop in every model."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    model, task_id = _load(checkpoint_or_loaded, task, device)
-    spec = model.spec
-    model_device = next(model.parameters()).device
-    env = make_real_env(task_id)
-    check_real_spaces(spec, env.observation_space, env.action_space)
+    if not sources:
+        raise ValueError("dream_comparison needs at least one model")
+    loaded = [_load(source, task, device) for source in sources]
+    tasks = sorted({t for _, t in loaded})
+    if len(tasks) > 1:
+        raise ValueError(f"the models were trained on different tasks {tasks}: pass task=")
+    env = make_real_env(tasks[0])
+    for model, _ in loaded:
+        check_real_spaces(model.spec, env.observation_space, env.action_space)
     env.action_space.seed(seed)
-    noise = TorchNoise(torch.Generator(device=model_device).manual_seed(seed))
     frame, _ = env.reset(seed=seed)
-    state = burn_in(model, torch.as_tensor(frame, device=model_device)[None])
-    start_frame = model.decode(state)[0].cpu().numpy()
     real, real_rewards, actions = [np.asarray(frame)], [0.0], []
     for _ in range(steps):
         action = env.action_space.sample()
@@ -114,16 +146,21 @@ def dream_rollout(
         if terminated or truncated:
             break
     env.close()
-    acts = torch.as_tensor(np.stack(actions), device=model_device).to(spec.action_dtype())[None]
-    out = imagine(model, state, acts, noise=noise, decode=True)  # the same actions, open loop
-    imagined = [start_frame, *out.frames[:, 0].cpu().numpy()]  # type: ignore[index]
-    imagined_rewards = [0.0, *out.rewards[:, 0].tolist()]
-    return DreamRollout(
-        _rgb(np.stack(real)),
-        _rgb(np.stack(imagined)),
-        np.asarray(real_rewards, dtype=np.float32),
-        np.asarray(imagined_rewards, dtype=np.float32),
-    )
+    streams = [_imagine_along(model, real[0], actions, seed) for model, _ in loaded]
+    return DreamComparison(_rgb(np.stack(real)), [f for f, _ in streams],
+                           np.asarray(real_rewards, dtype=np.float32), [r for _, r in streams])
+
+
+def dream_rollout(
+    checkpoint_or_loaded: str | Path | Checkpoint | WorldModel,
+    task: str | None = None,
+    steps: int = 200,
+    seed: int = 0,
+    device: str = "cpu",
+) -> DreamRollout:
+    """Play the same seeded random actions in the real env and open loop in the model."""
+    out = dream_comparison([checkpoint_or_loaded], task, steps, seed, device)
+    return DreamRollout(out.real, out.imagined[0], out.real_rewards, out.imagined_rewards[0])
 
 
 def dream_from_config(cfg: DreamConfig) -> Path:

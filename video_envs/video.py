@@ -121,3 +121,51 @@ def grid(
 def side_by_side(*streams: np.ndarray, sep: int = 2) -> np.ndarray:
     """Streams (T_i, H, W, 3|1) next to each other in one row: (T, H, n*W + seps, 3)."""
     return grid(streams, cols=len(streams), sep=sep)
+
+
+def titled(stream: np.ndarray, title: str, height: int = 12) -> np.ndarray:
+    """`stream` (T, H, W, 3|1) with a black bar of `height` pixels on top of every frame,
+    `title` written in it in white (cut to the frame's width): (T, height + H, W, 3)."""
+    from PIL import Image, ImageDraw
+
+    frames = _as_rgb(stream)
+    bar = Image.new("RGB", (frames.shape[2], height))
+    ImageDraw.Draw(bar).text((2, max(0, (height - 11) // 2)), title, fill=(255, 255, 255))
+    bar_frames = np.broadcast_to(np.asarray(bar)[None], (frames.shape[0], height, *frames.shape[2:]))
+    return np.concatenate([bar_frames, frames], axis=1)
+
+
+def film_strip(
+    streams: Sequence[np.ndarray], count: int = 8, titles: Sequence[str] | None = None, sep: int = 2
+) -> np.ndarray:
+    """One still of `count` evenly spaced time steps: a column per stream (T_i, H, W, 3|1), as
+    in `side_by_side`, a row per time step, an optional title above each column; uint8
+    (H', W', 3). Shorter streams hold their last frame."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    if titles is not None and len(titles) != len(streams):
+        raise ValueError(f"{len(titles)} titles for {len(streams)} streams")
+    rgb = [_as_rgb(s) for s in streams]
+    length = max(s.shape[0] for s in rgb)
+    times = np.unique(np.linspace(0, length - 1, count).round().astype(int))  # (count',)
+    columns = [grid([s[min(t, s.shape[0] - 1)][None] for t in times], cols=1, sep=sep) for s in rgb]
+    if titles is not None:
+        columns = [titled(c, t) for c, t in zip(columns, titles)]
+    return side_by_side(*columns, sep=sep)[0]
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, scale: int = 1) -> Path:
+    """Write a uint8 (H, W, 3|1) image to a PNG, nearest-neighbour upscaled by `scale`;
+    atomically (temporary name, then rename). Returns the path written."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"write_image writes .png files, got {path.name!r}")
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale}")
+    frame = _as_rgb(np.asarray(image)[None])[0]  # (H, W, 3)
+    frame = frame.repeat(scale, axis=0).repeat(scale, axis=1)
+    with atomic_file(path) as tmp:
+        iio.imwrite(tmp, frame, extension=".png")
+    return path

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,10 @@ class TrainConfig:
     """JSON object of hyper-parameter overrides, e.g. '{"deter": 256}'."""
     steps: int = 2000
     """Total gradient steps."""
+    max_seconds: float = 0.0
+    """Also stop once training has run this many seconds, counted over resumed runs too
+    (0: no limit); the final evaluation and checkpoint are written as at `steps`. Gives
+    model families the same training wall-clock."""
     batch_size: int = 16
     """Windows per batch."""
     seq_len: int = 16
@@ -162,8 +167,9 @@ def _evaluate(
     """Open-loop fidelity on `data` (held-out episodes, or training ones when none are), in
     eval mode.
 
-    PSNR against horizon and reward error come from random windows; termination metrics
-    from the last few steps of every episode, so real terminations are always seen.
+    PSNR and SSIM against horizon, reward error and termination precision come from random
+    windows; the other termination metrics from the last few steps of every episode, so real
+    terminations are always seen (those windows over-represent ends, hence not precision).
     Reward and termination metrics are left out for data without rewards (videos).
     """
     batch = data.sample(32, context_len + horizon, np.random.default_rng(seed))
@@ -177,7 +183,7 @@ def _evaluate(
                 if key in end_metrics:
                     metrics[key] = end_metrics[key]
     if not data.has_rewards:
-        metrics = {k: v for k, v in metrics.items() if k.startswith("psnr")}
+        metrics = {k: v for k, v in metrics.items() if k.startswith(("psnr", "ssim"))}
     return metrics
 
 
@@ -227,6 +233,7 @@ def train_world_model(cfg: TrainConfig) -> Path:
         "train_config": asdict(cfg),
     }
     resume_state = None
+    trained_seconds = 0.0
     has_checkpoint = (out / "checkpoint").exists() or (out / "checkpoint.old").exists()
     if has_checkpoint and not cfg.resume:
         raise FileExistsError(
@@ -237,6 +244,7 @@ def train_world_model(cfg: TrainConfig) -> Path:
         loaded = load_checkpoint(out, device=device, ema=False)
         model, contexts = loaded.model, loaded.contexts
         resume_state = (load_trainer_state(out), loaded.config["trainer"])
+        trained_seconds = float(loaded.config.get("train_seconds", 0.0))
     else:
         space = data.action_space
         spec = make_spec(
@@ -267,17 +275,25 @@ def train_world_model(cfg: TrainConfig) -> Path:
     run_config["eval_split"] = split
     writer = tensorboard_writer(out, cfg.tensorboard)
     tag = "eval" if split == "held-out" else "eval_train"
-    bar = tqdm(total=cfg.steps, initial=trainer.step, desc="train-model", disable=not cfg.progress)
+    bar = tqdm(total=None if cfg.max_seconds > 0 else cfg.steps, initial=trainer.step, desc="train-model",
+               disable=not cfg.progress)
+    started = time.perf_counter()
+
+    def out_of_time() -> bool:
+        run_config["train_seconds"] = trained_seconds + time.perf_counter() - started
+        return 0 < cfg.max_seconds <= run_config["train_seconds"]
+
+    last = trainer.step >= cfg.steps or out_of_time()  # a resumed run may be finished
     try:
-        while trainer.step < cfg.steps:
+        while not last:
             metrics = trainer.update(data, cfg.batch_size, cfg.seq_len)
             bar.update(1)
-            if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
+            last = trainer.step >= cfg.steps or out_of_time()
+            if trainer.step % cfg.log_every == 0 or last:
                 bar.set_postfix(loss=f"{metrics['loss']:.3g}")
                 if writer is not None:
                     for key, value in metrics.items():
                         writer.add_scalar(f"train/{key}", value, trainer.step)
-            last = trainer.step == cfg.steps
             if (cfg.eval_every and trainer.step % cfg.eval_every == 0) or last:
                 sampler = trainer.sampling_model
                 evaluation = _evaluate(sampler, eval_data, context_len, cfg.eval_horizon, cfg.seed)

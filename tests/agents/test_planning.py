@@ -9,6 +9,7 @@ import torch
 from agents.planning import Planner
 from agents.planning_config import PlannerConfig, format_planner_spec, parse_planner_spec
 from agents.planning_math import plan_returns
+from tests.conftest import tiny_family_model
 from tests.synthetic import SyntheticWorldModel, synthetic_spec
 
 torch.set_num_threads(1)
@@ -276,3 +277,33 @@ def test_old_import_path_re_exports_the_split_modules():
         for name in public:
             assert getattr(planning, name) is getattr(module, name)
     assert set(planning.__all__) <= set(vars(planning))
+
+
+# --------------------------------------------------------------------------- plan_action
+
+
+@pytest.mark.parametrize("name", ["rssm", "windowed"])
+@pytest.mark.parametrize("method", METHODS)
+def test_plan_action_returns_a_valid_seeded_action_on_any_family(name, method):
+    from agents.planning import plan_action
+    model = tiny_family_model(name)
+    frame = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    options = dict(num_candidates=8, iterations=2)
+    out = plan_action(model, frame, horizon=4, method=method, seed=3, **options)
+    assert out.action.shape == () and 0 <= int(out.action) < 3
+    assert out.plan.shape == (4,) and out.plan[0] == out.action
+    again = plan_action(model, frame, horizon=4, method=method, seed=3, **options)
+    assert np.array_equal(again.plan, out.plan)
+    batch = plan_action(model, torch.as_tensor(np.stack([frame, frame]))[:, None], horizon=4,
+                        method=method, **options)
+    assert batch.action.shape == (2,) and batch.plan.shape == (2, 4)
+
+
+def test_plan_action_continuous_stays_in_bounds_and_finds_the_target():
+    from agents.planning import plan_action
+
+    model = SyntheticWorldModel(synthetic_spec("continuous"))
+    env = LineEnv(model, pos=-0.5)
+    out = plan_action(model, env.frames()[0], horizon=8, method="cem", num_candidates=64)
+    assert out.plan.shape == (8, 1) and np.all(np.abs(out.plan) <= 1.0)
+    assert float(out.action[0]) > 0  # the target (0.5) is to the right

@@ -35,3 +35,14 @@ def test_train_agent_runs_with_the_given_thread_count(monkeypatch):
     before = torch.get_num_threads()
     train_agent.train_agent_from_config(train_agent.TrainAgentConfig(threads=1))
     assert seen == [1] and torch.get_num_threads() == before
+
+
+def test_bench_help_lists_every_suite(capsys):
+    from benchmarks.suites import SUITES
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for name in SUITES:
+        assert name in out, name
+    assert "families (model families side by side" in out

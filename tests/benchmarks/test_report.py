@@ -163,7 +163,7 @@ def test_loader_rejects_missing_final_key(tmp_path: Path):
 def test_round_trip_and_config_hash(tmp_path: Path):
     record = _record("dreamer", 1, [3.0, 4.0])
     result = RunResult.from_dict(record)
-    assert json.loads(result.to_json()) == {**record, "family": "rssm"}  # old files: rssm
+    assert json.loads(result.to_json()) == {**record, "family": "rssm", "model_training": None}  # old files
     path = result.save(tmp_path / result.filename())
     assert RunResult.load(path) == result
     assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})

@@ -67,3 +67,15 @@ def test_dream_from_tiny_checkpoint(tiny_ckpt, tmp_path):
     assert dream.dream_from_config(cfg) == out and out.stat().st_size > 0
     rollout = dream.dream_rollout(str(tiny_ckpt), None, steps=10, seed=0)
     assert rollout.real.shape == rollout.imagined.shape
+
+
+def test_dream_comparison_plays_the_real_episode_once_for_every_model():
+    a, b = cartpole_model(), cartpole_model()
+    b.noise = 0.2
+    out = dream.dream_comparison([a, b], TASK, steps=30, seed=3)
+    assert len(out.imagined) == len(out.imagined_rewards) == 2
+    assert all(s.shape == out.real.shape for s in out.imagined)
+    single = dream.dream_rollout(b, TASK, steps=30, seed=3)
+    assert np.array_equal(single.real, out.real) and np.array_equal(single.imagined, out.imagined[1])
+    with pytest.raises(ValueError, match="at least one model"):
+        dream.dream_comparison([], TASK)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from video_envs.video import grid, side_by_side, write_video
+from video_envs.video import film_strip, grid, side_by_side, titled, write_image, write_video
 from world_models.data import load_video_frames
 
 
@@ -68,3 +68,20 @@ def test_side_by_side_and_grid():
     np.testing.assert_array_equal(tiles[:, 9:, 9:], 255)  # empty cell
     with pytest.raises(ValueError, match="frame size"):
         side_by_side(a, _frames(5, 4, 4))
+
+
+def test_film_strip_titles_and_png(tmp_path):
+    a, b = _frames(10), _frames(4)
+    strip = film_strip([a, b], count=3, sep=2)  # times 0, 4 (b holds its last frame), 9
+    assert strip.shape == (3 * 24 + 2 * 2, 2 * 24 + 2, 3)
+    assert np.array_equal(strip[26:50, :24], a[4]) and np.array_equal(strip[26:50, 26:], b[3])
+    named = film_strip([a, b], count=3, titles=["real", "rssm"])
+    assert named.shape == (strip.shape[0] + 12, strip.shape[1], 3)
+    assert named[:12, :24].max() > 200 and np.array_equal(named[12:], strip)  # white text on black
+    path = write_image(tmp_path / "strip.png", named, scale=2)
+    import imageio.v3 as iio
+
+    assert iio.imread(path).shape == (2 * named.shape[0], 2 * named.shape[1], 3)
+    with pytest.raises(ValueError, match=".png"):
+        write_image(tmp_path / "strip.jpg", strip)
+    assert titled(a, "x").shape == (10, 36, 24, 3)

@@ -124,7 +124,7 @@ def test_train_from_video_folder_without_actions(tmp_path):
     assert (spec.action_kind, spec.action_dim) == DEFAULT_VIDEO_ACTION_SPACE[:2]
     assert spec.frame_shape == (SIDE, SIDE, 3) and loaded.task is None
     assert len(loaded.config["videos"]) == 2 and loaded.config["sources"][0]["videos"] == 5
-    assert loaded.config["eval"] and all(k.startswith("psnr") for k in loaded.config["eval"])
+    assert loaded.config["eval"] and all(k.startswith(("psnr", "ssim")) for k in loaded.config["eval"])
     state = loaded.model.init_state(loaded.contexts.frames[:1], loaded.contexts.actions[:1])
     step = loaded.model.step(state, torch.zeros(1, dtype=torch.int64), torch.Generator())
     assert loaded.model.decode(step.state).shape == (1, SIDE, SIDE, 3)  # a generator

@@ -26,8 +26,8 @@ def test_checkpoint_round_trip_and_eval_metrics(tiny_checkpoint):
     assert loaded.contexts.frames.shape[2:] == (64, 64, 3)
     assert loaded.step == 30
     config = loaded.config
-    for key in ("psnr_h1", "psnr_h5", "reward_mae", "termination_accuracy", "termination_recall",
-                "false_termination_rate"):
+    for key in ("psnr_h1", "psnr_h5", "ssim_h1", "ssim_h5", "reward_mae", "termination_accuracy",
+                "termination_recall", "false_termination_rate"):
         assert key in config["eval"]
     assert config["versions"]["torch"]
 
@@ -148,3 +148,14 @@ def test_tensorboard_scalars_and_images(tmp_path):
     assert "train/loss" in events.Tags()["scalars"]
     assert "eval/psnr_h1" in events.Tags()["scalars"]
     assert "eval/real_vs_open_loop" in events.Tags()["images"]
+
+
+def test_max_seconds_stops_training_with_a_final_checkpoint_and_eval(tmp_path):
+    dataset = collect_tiny(tmp_path / "minari")
+    out = tmp_path / "timed"
+    checkpoint = train_tiny(dataset, out, steps=1_000_000, max_seconds=0.5)
+    loaded = load_checkpoint(checkpoint)
+    assert 0 < loaded.step < 1_000_000
+    assert loaded.config["train_seconds"] >= 0.5 and "psnr_h1" in loaded.config["eval"]
+    again = load_checkpoint(train_tiny(dataset, out, steps=1_000_000, max_seconds=0.5, resume=True))
+    assert again.step == loaded.step  # already out of time: nothing more to do

@@ -38,7 +38,8 @@ def open_loop_metrics(
     horizons: tuple[int, ...] = (1, 5, 15),
     seed: int = 0,
 ) -> dict[str, float]:
-    """PSNR at each horizon, reward MAE, and termination accuracy on held-out windows.
+    """PSNR at each horizon, reward MAE, and termination accuracy, recall and precision
+    (when the model predicts an end) on held-out windows.
 
     `batch` holds windows of length ``context_len + max(horizons)`` that start an episode
     at most at index 0. Steps after a real termination and padding (``valid`` False) are
@@ -64,6 +65,8 @@ def open_loop_metrics(
     metrics["termination_accuracy"] = float((predicted_end == terminated)[alive].float().mean())
     if terminated.any():
         metrics["termination_recall"] = float(predicted_end[terminated].float().mean())
+    if (predicted_end & alive).any():
+        metrics["termination_precision"] = float(terminated[predicted_end & alive].float().mean())
     living = alive & ~terminated
     if living.any():
         metrics["false_termination_rate"] = float(predicted_end[living].float().mean())

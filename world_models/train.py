@@ -120,8 +120,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def parse_overrides(text: str | dict[str, Any] | None) -> dict[str, Any]:
-    """Hyper-parameter overrides from a JSON object string (or a dict)."""
+def parse_overrides(text: str | dict[str, Any] | None, option: str = "--overrides") -> dict[str, Any]:
+    """Hyper-parameter overrides from a JSON object string (or a dict); errors name `option`."""
     if not text:
         return {}
     if isinstance(text, dict):
@@ -129,9 +129,9 @@ def parse_overrides(text: str | dict[str, Any] | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"--overrides must be a JSON object, got {text!r}: {error}") from None
+        raise ValueError(f"{option} must be a JSON object, got {text!r}: {error}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"--overrides must be a JSON object, got {text!r}")
+        raise ValueError(f"{option} must be a JSON object, got {text!r}")
     return value
 
 
@@ -221,6 +221,16 @@ def _check_resumable(out: Path, previous: dict[str, Any], cfg: TrainConfig) -> N
         )
 
 
+def evaluation_data(data: MixedDataset) -> tuple[SequenceDataset, str]:
+    """The episodes fidelity is measured on and their split's name: the held-out episodes,
+    else (with a warning) the training ones."""
+    if data.holdout is not None:
+        return data.holdout, "held-out"
+    warnings.warn("no held-out episodes (--holdout-episodes 0): fidelity is measured on training "
+                  "windows", stacklevel=3)
+    return data.primary, "training"
+
+
 def open_run(
     out: Path, resume: bool, device: torch.device,
     check: Callable[[Path, dict[str, Any]], None] | None = None,
@@ -263,10 +273,7 @@ def run_training(
         if trainer.ema is not None and (resolve_checkpoint_dir(out) / EMA_FILE).is_file():
             load_weights(out, trainer.ema, ema=True)
     context_len = model.spec.context_len
-    eval_data, split = (data.holdout, "held-out") if data.holdout is not None else (data.primary, "training")
-    if data.holdout is None:
-        warnings.warn("no held-out episodes (--holdout-episodes 0): fidelity is measured on training "
-                      "windows", stacklevel=2)
+    eval_data, split = evaluation_data(data)
     run_config = dict(run_config, eval_split=split)
     writer = tensorboard_writer(out, cfg.tensorboard)
     tag = "eval" if split == "held-out" else "eval_train"

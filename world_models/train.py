@@ -4,7 +4,8 @@ Reads (B, T) windows from a local Minari dataset and/or action-free videos
 (`world_models.sources`), runs the model's training stages (`world_models.trainer`), logs
 to TensorBoard, evaluates open-loop fidelity on held-out episodes (in eval mode, with the
 EMA weights when the model keeps them), and writes atomic checkpoints that `--resume`
-continues bit-for-bit.
+continues bit-for-bit. That loop is `run_training`; `vwm train-reward`
+(`world_models.train_reward`) runs it too, with its own model and data set-up.
 """
 
 from __future__ import annotations

@@ -197,3 +197,35 @@ def test_cli_overlay_on_cartpole_then_train_agent(tiny_checkpoint, tmp_path, cap
                 "--steps", "128", "--num-envs", "4", "--out", str(tmp_path / "a2c"),
                 "--eval-episodes", "1", "--no-progress"])
     assert code == 0, capsys.readouterr().err
+
+
+def test_frozen_generator_stages_and_generated_rows():
+    from world_models.base import ModelSpec
+    from world_models.batch import SequenceBatch
+    from world_models.families import build_model, make_spec
+    from world_models.stages import select_parameters
+
+    base = make_spec("rssm", (SIDE, SIDE, 3), "discrete", 2, preset="tiny")
+    spec = make_spec("overlay", (SIDE, SIDE, 3), "discrete", 2, preset="tiny",
+                     overrides={"base": base.to_dict(), "train_generator": False})
+    assert spec.context_len == base.context_len and ModelSpec.from_dict(spec.hparams["base"]) == base
+    torch.manual_seed(0)
+    model = build_model(spec)
+    (stage,) = model.training_stages()
+    ((_, params),) = select_parameters(model, stage)
+    assert {name.split(".")[0] for name, _ in params} == {"predictor"}
+    assert not any(p.requires_grad for p in model.generator.parameters())
+    model.train()
+    assert not model.generator.training and model.predictor.training
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (4, 5, SIDE, SIDE, 3), generator=g, dtype=torch.uint8)
+    is_first = torch.zeros(4, 5, dtype=torch.bool)
+    is_first[:, 0] = True
+    batch = SequenceBatch(frames, torch.randint(0, 2, (4, 5), generator=g), torch.zeros(4, 5),
+                          torch.zeros(4, 5, dtype=torch.bool), is_first).with_masks()
+    generated = model.generated_next_frames(batch)  # tiny: half the rows
+    assert torch.equal(generated[2:], frames[2:]) and torch.equal(generated[:, 0], frames[:, 0])
+    assert not torch.equal(generated[:2, 1:], frames[:2, 1:])
+    with pytest.raises(ValueError, match="differ from its base model's"):
+        make_spec("overlay", (8, 8, 3), "discrete", 2, preset="tiny", overrides={"base": base.to_dict()})

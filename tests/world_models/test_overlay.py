@@ -68,7 +68,7 @@ def make_column_dataset(dataset_id: str, side: int = SIDE, rewarded: bool = True
 def reward_config(checkpoint, out, steps: int, **kw) -> TrainRewardConfig:
     return TrainRewardConfig(checkpoint=str(checkpoint), dataset=kw.pop("dataset", REWARDED), out=str(out),
                              preset="tiny", steps=steps, batch_size=8, seq_len=8, lr=3e-3,
-                             holdout_episodes=4, eval_every=0, checkpoint_every=steps,
+                             holdout_episodes=4, eval_every=0, eval_horizon=5, checkpoint_every=steps,
                              tensorboard=False, progress=False, **kw)
 
 
@@ -185,8 +185,8 @@ def test_cli_overlay_on_cartpole_then_train_agent(tiny_checkpoint, tmp_path, cap
     out = tmp_path / "reward"
     code = vwm(["train-reward", "--checkpoint", tiny_checkpoint, "--dataset", dataset, "--out", str(out),
                 "--preset", "tiny", "--steps", "3", "--batch-size", "4", "--seq-len", "6",
-                "--holdout-episodes", "2", "--generated-fraction", "0.5", "--predictor",
-                '{"hidden": 8}', "--no-tensorboard", "--no-progress", "--device", "cpu"])
+                "--holdout-episodes", "2", "--eval-horizon", "3", "--generated-fraction", "0.5",
+                "--predictor", '{"hidden": 8}', "--no-tensorboard", "--no-progress", "--device", "cpu"])
     printed = capsys.readouterr().out
     assert code == 0 and "base model fidelity" in printed and "checkpoint:" in printed
     loaded = load_checkpoint(out)
@@ -194,7 +194,7 @@ def test_cli_overlay_on_cartpole_then_train_agent(tiny_checkpoint, tmp_path, cap
     assert loaded.spec.hparams["predictor"]["generated_fraction"] == 0.5
     assert torch.equal(loaded.contexts.frames, load_checkpoint(tiny_checkpoint).contexts.frames)
     code = vwm(["train-agent", "--algo", "a2c", "--checkpoint", str(out), "--obs-mode", "latent",
-                "--steps", "128", "--num-envs", "4", "--out", str(tmp_path / "a2c"),
+                "--steps", "32", "--num-envs", "4", "--out", str(tmp_path / "a2c"),
                 "--eval-episodes", "1", "--no-progress"])
     assert code == 0, capsys.readouterr().err
 

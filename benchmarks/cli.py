@@ -29,6 +29,10 @@ COMMANDS: dict[str, Command] = {
         "world_models.train", "TrainConfig", "train_from_config",
         "Train a video world model on a dataset.",
     ),
+    "train-reward": Command(
+        "world_models.train_reward", "TrainRewardConfig", "train_reward_from_config",
+        "Fit a reward/termination predictor overlay onto any model checkpoint.",
+    ),
     "dream": Command(
         "video_envs.dream", "DreamConfig", "dream_from_config",
         "Real | imagined side-by-side video from one start and the same actions.",

@@ -13,7 +13,11 @@ from typing import Any, Literal
 
 from world_models.base import PRESET_NAMES, Family, ModelSpec, WorldModel
 
-FAMILIES: dict[str, Family | str] = {"rssm": "world_models.rssm", "diffusion": "world_models.diffusion"}
+FAMILIES: dict[str, Family | str] = {
+    "diffusion": "world_models.diffusion",
+    "overlay": "world_models.overlay",
+    "rssm": "world_models.rssm",
+}
 """Family name -> `Family`, or the path of a module providing it (imported lazily)."""
 
 

@@ -52,8 +52,13 @@ class RewardPredictorConfig:
     terminal_weight: float = 5.0
     """Weight of terminal frames in the continue loss (terminations are rare: class balance)."""
     generated_fraction: float = 0.0
-    """Fraction of window rows whose next frames are the generator's own open-loop samples
-    (labelled with the real rewards) when trained as an overlay: robustness to artefacts."""
+    """Fraction of window rows whose next frames are the generator's own one-step-ahead
+    predictions (labelled with the real rewards) when trained as an overlay
+    (`world_models.overlay`): robustness to the generator's artefacts."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.generated_fraction <= 1.0:
+            raise ValueError(f"generated_fraction must be in [0, 1], got {self.generated_fraction}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> RewardPredictorConfig:

@@ -4,7 +4,8 @@ Reads (B, T) windows from a local Minari dataset and/or action-free videos
 (`world_models.sources`), runs the model's training stages (`world_models.trainer`), logs
 to TensorBoard, evaluates open-loop fidelity on held-out episodes (in eval mode, with the
 EMA weights when the model keeps them), and writes atomic checkpoints that `--resume`
-continues bit-for-bit.
+continues bit-for-bit. That loop is `run_training`; `vwm train-reward`
+(`world_models.train_reward`) runs it too, with its own model and data set-up.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 from world_models.base import WorldModel
 from world_models.checkpoint import (
     EMA_FILE,
+    Checkpoint,
     CheckpointError,
     ContextBank,
     load_checkpoint,
@@ -41,34 +43,16 @@ from world_models.families import build_model, make_spec
 from world_models.sources import MixedDataset, load_sources
 from world_models.trainer import WorldModelTrainer
 
-__all__ = ["TrainConfig", "WorldModelTrainer", "train_world_model", "train_from_config"]
+__all__ = ["LoopConfig", "TrainConfig", "WorldModelTrainer", "open_run", "run_training",
+           "train_from_config", "train_world_model"]
 
 
 @dataclass
-class TrainConfig:
-    """Options of `vwm train-model`."""
+class LoopConfig:
+    """Options of the one training loop, shared by `vwm train-model` and `vwm train-reward`."""
 
-    dataset: str = ""
-    """Minari dataset id to train on (e.g. vwm/cartpole/random-v0); optional with --videos."""
-    videos: tuple[str, ...] = field(default=(), metadata={"repeatable": True})
-    """Action-free videos (mp4/gif files or folders of them, comma lists allowed; repeatable),
-    trained on alongside the dataset: batch rows are drawn from each source in proportion to
-    its frames."""
-    ignore_actions: bool = False
-    """Train on the dataset without its actions (its action space still sizes the model)."""
-    action_space: str = ""
-    """Model action space when the data has none: discrete:N or continuous:A[:LOW:HIGH]
-    (default with videos only: discrete:1, a single "no action")."""
-    video_size: int = 64
-    """Square side videos are resized to when no dataset fixes the frame shape (0: as is)."""
     out: str = "runs/model"
     """Run folder: the checkpoint goes to OUT/checkpoint, TensorBoard logs to OUT/tb."""
-    family: str = "rssm"
-    """Model family."""
-    preset: str = "small"
-    """Size preset of the family: tiny (tests), small (CPU default) or medium."""
-    overrides: str = ""
-    """JSON object of hyper-parameter overrides, e.g. '{"deter": 256}'."""
     steps: int = 2000
     """Total gradient steps."""
     max_seconds: float = 0.0
@@ -90,8 +74,6 @@ class TrainConfig:
     holdout_episodes: int = 5
     """Episodes of the dataset (or of the videos, without one) kept out of training for
     evaluation; 0 evaluates on training windows, reported as such."""
-    num_contexts: int = 256
-    """Real start contexts stored in the checkpoint for imagined env resets."""
     eval_every: int = 500
     """Evaluate open-loop fidelity every N steps (0: only at the end)."""
     eval_horizon: int = 15
@@ -110,6 +92,33 @@ class TrainConfig:
     """Show a progress bar."""
 
 
+@dataclass
+class TrainConfig(LoopConfig):
+    """Options of `vwm train-model`."""
+
+    dataset: str = ""
+    """Minari dataset id to train on (e.g. vwm/cartpole/random-v0); optional with --videos."""
+    videos: tuple[str, ...] = field(default=(), metadata={"repeatable": True})
+    """Action-free videos (mp4/gif files or folders of them, comma lists allowed; repeatable),
+    trained on alongside the dataset: batch rows are drawn from each source in proportion to
+    its frames."""
+    ignore_actions: bool = False
+    """Train on the dataset without its actions (its action space still sizes the model)."""
+    action_space: str = ""
+    """Model action space when the data has none: discrete:N or continuous:A[:LOW:HIGH]
+    (default with videos only: discrete:1, a single "no action")."""
+    video_size: int = 64
+    """Square side videos are resized to when no dataset fixes the frame shape (0: as is)."""
+    family: str = "rssm"
+    """Model family."""
+    preset: str = "small"
+    """Size preset of the family: tiny (tests), small (CPU default) or medium."""
+    overrides: str = ""
+    """JSON object of hyper-parameter overrides, e.g. '{"deter": 256}'."""
+    num_contexts: int = 256
+    """Real start contexts stored in the checkpoint for imagined env resets."""
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu."""
     if name == "auto":
@@ -117,8 +126,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def parse_overrides(text: str | dict[str, Any] | None) -> dict[str, Any]:
-    """Hyper-parameter overrides from a JSON object string (or a dict)."""
+def parse_overrides(text: str | dict[str, Any] | None, option: str = "--overrides") -> dict[str, Any]:
+    """Hyper-parameter overrides from a JSON object string (or a dict); errors name `option`."""
     if not text:
         return {}
     if isinstance(text, dict):
@@ -126,9 +135,9 @@ def parse_overrides(text: str | dict[str, Any] | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"--overrides must be a JSON object, got {text!r}: {error}") from None
+        raise ValueError(f"{option} must be a JSON object, got {text!r}: {error}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"--overrides must be a JSON object, got {text!r}")
+        raise ValueError(f"{option} must be a JSON object, got {text!r}")
     return value
 
 
@@ -161,11 +170,11 @@ def evaluating(model: WorldModel) -> Iterator[WorldModel]:
         model.train(was_training)
 
 
-def _evaluate(
+def evaluate_fidelity(
     model: WorldModel, data: SequenceDataset, context_len: int, horizon: int, seed: int
 ) -> dict[str, float]:
-    """Open-loop fidelity on `data` (held-out episodes, or training ones when none are), in
-    eval mode.
+    """Open-loop fidelity of `model` on `data` (held-out episodes, or training ones when none
+    are), in eval mode.
 
     PSNR and SSIM against horizon, reward error and termination precision come from random
     windows; the other termination metrics from the last few steps of every episode, so real
@@ -206,9 +215,8 @@ def _load_data(cfg: TrainConfig) -> MixedDataset:
                         cfg.holdout_episodes, cfg.video_size)
 
 
-def _check_resumable(out: Path, cfg: TrainConfig) -> None:
-    """Refuse to resume a run trained on other data or with another family."""
-    previous = read_config(out)
+def _check_resumable(out: Path, previous: dict[str, Any], cfg: TrainConfig) -> None:
+    """Refuse to resume a run (config.json `previous`) trained on other data or family."""
     before = (previous.get("dataset") or "", list(previous.get("videos") or []),
               previous["spec"]["family"])
     now = (cfg.dataset, list(cfg.videos), cfg.family)
@@ -219,63 +227,64 @@ def _check_resumable(out: Path, cfg: TrainConfig) -> None:
         )
 
 
-def train_world_model(cfg: TrainConfig) -> Path:
-    """Train (or resume) a world model; returns the checkpoint folder."""
-    out = Path(cfg.out)
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    data = _load_data(cfg)
-    run_config: dict[str, Any] = {
-        "task": data.task_id,
-        "dataset": cfg.dataset,
-        "videos": list(cfg.videos),
-        "sources": data.describe(),
-        "train_config": asdict(cfg),
-    }
-    resume_state = None
-    trained_seconds = 0.0
+def evaluation_data(data: MixedDataset) -> tuple[SequenceDataset, str]:
+    """The episodes fidelity is measured on and their split's name: the held-out episodes,
+    else (with a warning) the training ones."""
+    if data.holdout is not None:
+        return data.holdout, "held-out"
+    warnings.warn("no held-out episodes (--holdout-episodes 0): fidelity is measured on training "
+                  "windows", stacklevel=3)
+    return data.primary, "training"
+
+
+def open_run(
+    out: Path, resume: bool, device: torch.device,
+    check: Callable[[Path, dict[str, Any]], None] | None = None,
+) -> Checkpoint | None:
+    """The checkpoint in run folder `out` to continue (raw weights, not EMA), or None for a
+    fresh run; FileExistsError when `out` holds one and `resume` is off. `check(out,
+    config)` may refuse (raising) to resume a run made with other options."""
     has_checkpoint = (out / "checkpoint").exists() or (out / "checkpoint.old").exists()
-    if has_checkpoint and not cfg.resume:
+    if not has_checkpoint:
+        return None
+    if not resume:
         raise FileExistsError(
             f"{out} already holds a checkpoint; pass --resume to continue it or pick another --out"
         )
-    if has_checkpoint:
-        _check_resumable(out, cfg)
-        loaded = load_checkpoint(out, device=device, ema=False)
-        model, contexts = loaded.model, loaded.contexts
-        resume_state = (load_trainer_state(out), loaded.config["trainer"])
-        trained_seconds = float(loaded.config.get("train_seconds", 0.0))
-    else:
-        space = data.action_space
-        spec = make_spec(
-            cfg.family,
-            frame_shape=data.frame_shape,
-            action_kind=space.kind,
-            action_dim=space.dim,
-            action_low=space.low,
-            action_high=space.high,
-            preset=cfg.preset,
-            overrides=parse_overrides(cfg.overrides),
-        )
-        model = build_model(spec).to(device)
-        contexts = data.contexts(cfg.num_contexts, spec.context_len, np.random.default_rng(cfg.seed))
+    if check is not None:
+        check(out, read_config(out))
+    return load_checkpoint(out, device=device, ema=False)
+
+
+def run_training(
+    model: WorldModel,
+    contexts: ContextBank,
+    data: MixedDataset,
+    cfg: LoopConfig,
+    run_config: dict[str, Any],
+    resumed: Checkpoint | None = None,
+    desc: str = "train-model",
+) -> Path:
+    """The one training loop: trainer updates with a progress bar, TensorBoard scalars and
+    images, open-loop evaluation, and atomic checkpoints of `model`, `contexts` and
+    `run_config` (plus the eval and step) in ``cfg.out``; `resumed` (from `open_run`)
+    continues its trainer state exactly. Returns the checkpoint folder."""
+    out = Path(cfg.out)
+    trained_seconds = float(resumed.config.get("train_seconds", 0.0)) if resumed is not None else 0.0
     trainer = WorldModelTrainer(model, cfg.lr, cfg.grad_clip, cfg.seed + 1, cfg.warmup)
-    if resume_state is not None:
-        tensors, info = resume_state
+    if resumed is not None:
+        tensors = load_trainer_state(out)
         if tensors is None:
             raise CheckpointError(f"cannot resume {out}: its checkpoint has no trainer state")
-        trainer.load_state(tensors, info)
+        trainer.load_state(tensors, resumed.config["trainer"])
         if trainer.ema is not None and (resolve_checkpoint_dir(out) / EMA_FILE).is_file():
             load_weights(out, trainer.ema, ema=True)
     context_len = model.spec.context_len
-    eval_data, split = (data.holdout, "held-out") if data.holdout is not None else (data.primary, "training")
-    if data.holdout is None:
-        warnings.warn("no held-out episodes (--holdout-episodes 0): fidelity is measured on training "
-                      "windows", stacklevel=2)
-    run_config["eval_split"] = split
+    eval_data, split = evaluation_data(data)
+    run_config = dict(run_config, eval_split=split)
     writer = tensorboard_writer(out, cfg.tensorboard)
     tag = "eval" if split == "held-out" else "eval_train"
-    bar = tqdm(total=None if cfg.max_seconds > 0 else cfg.steps, initial=trainer.step, desc="train-model",
+    bar = tqdm(total=None if cfg.max_seconds > 0 else cfg.steps, initial=trainer.step, desc=desc,
                disable=not cfg.progress)
     started = time.perf_counter()
 
@@ -296,7 +305,7 @@ def train_world_model(cfg: TrainConfig) -> Path:
                         writer.add_scalar(f"train/{key}", value, trainer.step)
             if (cfg.eval_every and trainer.step % cfg.eval_every == 0) or last:
                 sampler = trainer.sampling_model
-                evaluation = _evaluate(sampler, eval_data, context_len, cfg.eval_horizon, cfg.seed)
+                evaluation = evaluate_fidelity(sampler, eval_data, context_len, cfg.eval_horizon, cfg.seed)
                 run_config["eval"] = evaluation
                 if writer is not None:
                     for key, value in evaluation.items():
@@ -313,11 +322,48 @@ def train_world_model(cfg: TrainConfig) -> Path:
     return out / "checkpoint"
 
 
-def train_from_config(cfg: TrainConfig) -> None:
-    """`vwm train-model` entry point: train, then print the fidelity and the checkpoint path."""
-    checkpoint = train_world_model(cfg)
+def train_world_model(cfg: TrainConfig) -> Path:
+    """Train (or resume) a world model; returns the checkpoint folder."""
+    out = Path(cfg.out)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    data = _load_data(cfg)
+    run_config: dict[str, Any] = {
+        "task": data.task_id,
+        "dataset": cfg.dataset,
+        "videos": list(cfg.videos),
+        "sources": data.describe(),
+        "train_config": asdict(cfg),
+    }
+    resumed = open_run(out, cfg.resume, device, lambda run, previous: _check_resumable(run, previous, cfg))
+    if resumed is not None:
+        model, contexts = resumed.model, resumed.contexts
+    else:
+        space = data.action_space
+        spec = make_spec(
+            cfg.family,
+            frame_shape=data.frame_shape,
+            action_kind=space.kind,
+            action_dim=space.dim,
+            action_low=space.low,
+            action_high=space.high,
+            preset=cfg.preset,
+            overrides=parse_overrides(cfg.overrides),
+        )
+        model = build_model(spec).to(device)
+        contexts = data.contexts(cfg.num_contexts, spec.context_len, np.random.default_rng(cfg.seed))
+    return run_training(model, contexts, data, cfg, run_config, resumed, "train-model")
+
+
+def print_run_summary(checkpoint: Path) -> None:
+    """Print a finished run's fidelity (from its config.json) and its checkpoint path."""
     config = read_config(checkpoint)
     if "eval" in config:
         summary = ", ".join(f"{k}={v:.3g}" for k, v in config["eval"].items() if math.isfinite(v))
         print(f"{config.get('eval_split', 'held-out')} fidelity: {summary}")
     print(f"checkpoint: {checkpoint}")
+
+
+def train_from_config(cfg: TrainConfig) -> None:
+    """`vwm train-model` entry point: train, then print the fidelity and the checkpoint path."""
+    print_run_summary(train_world_model(cfg))

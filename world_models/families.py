@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from world_models.base import PRESET_NAMES, Family, ModelSpec, WorldModel
 
-FAMILIES: dict[str, Family | str] = {"rssm": "world_models.rssm"}
+FAMILIES: dict[str, Family | str] = {"rssm": "world_models.rssm", "genie": "world_models.genie"}
 """Family name -> `Family`, or the path of a module providing it (imported lazily)."""
 
 

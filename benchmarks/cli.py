@@ -29,6 +29,10 @@ COMMANDS: dict[str, Command] = {
         "world_models.train", "TrainConfig", "train_from_config",
         "Train a video world model on a dataset.",
     ),
+    "fit-actions": Command(
+        "world_models.fit_actions", "FitActionsConfig", "fit_actions_from_config",
+        "Map a genie model's latent actions to a task's real actions from a few labelled episodes.",
+    ),
     "dream": Command(
         "video_envs.dream", "DreamConfig", "dream_from_config",
         "Real | imagined side-by-side video from one start and the same actions.",

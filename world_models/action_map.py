@@ -124,3 +124,31 @@ class LatentActionModel(Protocol):
     def with_action_mode(self, mode: str) -> LatentActionModel:
         """The same model (shared weights) acting in `mode` ("latent" or "real")."""
         ...
+
+
+def apply_action_mode(model, contexts, mode: str | None):
+    """`model` acting in action `mode` with its start `contexts` (a `ContextBank`) to match.
+
+    None keeps the model's native mode. Models with latent actions (`with_action_mode`)
+    switch; any other model has only its real actions, so "real" keeps it and "latent"
+    raises ValueError. When the mode's action shape differs from the bank's, the bank's
+    actions become zeros of the new shape: such models infer a context's latent actions
+    from its frames, and burn-in ignores actions anyway.
+    """
+    if mode is None:
+        return model, contexts
+    if mode not in ("latent", "real"):
+        raise ValueError(f"action_mode must be 'latent' or 'real', got {mode!r}")
+    switch = getattr(model, "with_action_mode", None)
+    if switch is None:
+        if mode == "latent":
+            raise ValueError(f"model family {model.spec.family!r} has no latent actions: only "
+                             "action_mode='real' (its native actions)")
+        return model, contexts
+    model = switch(mode)
+    spec = model.spec
+    frames, actions = contexts.frames, contexts.actions
+    expected = tuple(frames.shape[:2]) + spec.action_shape()
+    if tuple(actions.shape) != expected or actions.dtype != spec.action_dtype():
+        contexts = type(contexts)(frames=frames, actions=torch.zeros(expected, dtype=spec.action_dtype()))
+    return model, contexts

@@ -13,8 +13,7 @@ fitting is exact, fast and needs no training loop:
 
 Rows or columns never seen fall back on the most frequent code / action (or the mean). The
 statistics are buffers, so they live in the model's weights file and load with it.
-`accuracy` is the label probe: the fraction of labelled transitions whose real action maps
-to the code the model infers for them.
+`accuracy` is the label probe on labelled transitions (see its docstring).
 """
 
 from __future__ import annotations
@@ -100,8 +99,16 @@ class ActionMap(nn.Module):
 
     @torch.no_grad()
     def accuracy(self, actions: Tensor, codes: Tensor) -> float:
-        """Label probe: fraction of transitions whose real action maps to their code."""
-        return float((self.to_latent(actions) == codes.long().to(self.counts.device)).float().mean())
+        """Label probe on transitions (real actions, their inferred codes): for discrete
+        actions the fraction whose code decodes to their real action (several codes may
+        stand for one action); for continuous ones the fraction whose action maps to their
+        code."""
+        codes = codes.long().to(self.counts.device).reshape(-1)
+        if self.kind == "discrete":
+            hits = self.to_real(codes) == actions.long().to(self.counts.device).reshape(-1)
+        else:
+            hits = self.to_latent(actions) == codes
+        return float(hits.float().mean()) if hits.numel() else float("nan")
 
 
 @runtime_checkable

@@ -46,7 +46,11 @@ def variance_penalty(z: Tensor, mask: Tensor, target: float = 0.5) -> Tensor:
 
 
 class LatentActionModel(nn.Module):
-    """IDM encoder (o_t, o_t+1) -> FSQ code; U-Net decoder (o_t, code) -> o_t+1."""
+    """IDM encoder (o_t, o_t+1) -> FSQ code; U-Net decoder (o_t, code) -> o_t+1.
+
+    The encoder pools its conv features globally (mean and max), so the code describes the
+    change, not where in the frame it happened (the decoder knows o_t).
+    """
 
     def __init__(self, frame_shape: tuple[int, int, int], channels: int, levels: tuple[int, ...],
                  real_spec: ModelSpec) -> None:
@@ -55,7 +59,8 @@ class LatentActionModel(nn.Module):
         stages = max(1, int(math.log2(min(h, w) // 4)))  # down to about 4x4
         self.dim, self.n_latent = len(levels), math.prod(levels)
         self.encoder = down_stages(3 * c, channels, stages)
-        self.to_code = nn.Linear(channels * (h >> stages) * (w >> stages), self.dim)
+        self.to_code = nn.Sequential(nn.Linear(2 * channels, channels), nn.SiLU(),
+                                     nn.Linear(channels, self.dim))
         self.fsq = FSQ(levels=list(levels), preserve_symmetry=any(level == 2 for level in levels))
         self.dec_in = conv_block(c + self.dim, channels)
         self.dec_down = conv_block(channels, channels, stride=2)
@@ -71,7 +76,9 @@ class LatentActionModel(nn.Module):
         """uint8 (M, H, W, C) x2 -> (pre-quantisation z (M, d), code (M, d) straight-through,
         index (M,) int64)."""
         a, b = to_unit(prev) * 2 - 1, to_unit(frame) * 2 - 1  # (M, C, H, W)
-        z = self.to_code(self.encoder(torch.cat([a, b, b - a], 1)).flatten(1))  # (M, d)
+        feat = self.encoder(torch.cat([a, b, b - a], 1)).flatten(2)  # (M, ch, h*w)
+        pooled = torch.cat([feat.mean(-1), feat.amax(-1)], 1)  # (M, 2ch) position-free summary
+        z = self.to_code(pooled)  # (M, d)
         code, index = self.fsq(z[:, None])
         return z, code[:, 0], index[:, 0].long()
 

@@ -104,7 +104,8 @@ class Tokenizer(nn.Module):
 
     def codes(self, indices: Tensor) -> Tensor:
         """Token indices (..., N) -> their FSQ codes (..., N, d) in [-1, 1]."""
-        return self.fsq.indices_to_codes(indices.long())
+        flat = indices.long().reshape(-1, indices.shape[-1])  # (M, N): the library reads 3+ dims as images
+        return self.fsq.indices_to_codes(flat).reshape(*indices.shape, self.dim)
 
     def render(self, codes: Tensor) -> Tensor:
         """Codes (M, N, d) -> images (M, C, H, W), unbounded (about [0, 1])."""

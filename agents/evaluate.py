@@ -250,14 +250,21 @@ def load_sb3_policy(path: str | Path, device: str = "cpu") -> Policy:
     model = load_sb3_zip(path, device)
     sidecar = sidecar_path(path)
     meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    if meta.get("obs_mode") == "latent":
+    policy: Any = model
+    world_model = None
+    if meta.get("obs_mode") == "latent" or meta.get("latent_actions"):
         from world_models.checkpoint import load_checkpoint
 
         world_model = load_checkpoint(path.parent / meta["world_model"], device=device).model
-        return LatentPolicy(model, world_model)
-    if meta.get("frame_stack", 1) > 1:
-        return FrameStackPolicy(model, int(meta["frame_stack"]))
-    return model
+        if meta.get("latent_actions"):
+            world_model = world_model.with_action_mode("latent")
+    if meta.get("obs_mode") == "latent":
+        policy = LatentPolicy(model, world_model)
+    elif meta.get("frame_stack", 1) > 1:
+        policy = FrameStackPolicy(model, int(meta["frame_stack"]))
+    if meta.get("latent_actions"):  # trained on latent actions: decode them (LAPO)
+        policy = LatentActionPolicy(policy, world_model.action_map)
+    return policy
 
 
 def load_policy(

@@ -175,6 +175,17 @@ def test_fit_actions_recovers_the_true_mapping(video_checkpoint, tmp_path):
         evaluate.load_policy = original
     assert len(result.returns) == 2
 
+    # the same through `vwm train-agent --action-mode latent` and `vwm evaluate --policy ZIP`
+    from agents.sb3 import SB3Config, train_sb3_in_imagination
+
+    summary = train_sb3_in_imagination(str(path), SB3Config(
+        algo="a2c", action_mode="latent", steps=20, num_envs=2, eval_episodes=1, progress=False),
+        tmp_path / "agent")
+    assert isinstance(evaluate.load_sb3_policy(summary["path"]), evaluate.LatentActionPolicy)
+    result = evaluate_from_config(EvaluateConfig(task=dot.TASK, policy=summary["path"], episodes=2,
+                                                 num_envs=2))
+    assert len(result.returns) == 2
+
 
 def test_rssm_has_no_latent_action_mode(tmp_path):
     from world_models.action_map import apply_action_mode

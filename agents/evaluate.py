@@ -96,6 +96,44 @@ class LatentPolicy:
         return (action[0] if single else action), None
 
 
+class LatentActionPolicy:
+    """A policy that acts in a world model's latent actions, on the real task (LAPO route).
+
+    Its actions (codes in Discrete(n_latent)) go through the latent -> real decoder that
+    `vwm fit-actions` fitted into the checkpoint (`world_models.action_map.ActionMap.to_real`).
+    """
+
+    def __init__(self, policy: Any, action_map: Any) -> None:
+        if not action_map.fitted:
+            raise ValueError("the checkpoint's action map is not fitted: run `vwm fit-actions` first")
+        self.policy, self.action_map = policy, action_map
+        self.filter = getattr(policy, "filter", None)
+
+    def reset(self) -> None:
+        """Reset the wrapped policy (if it keeps state)."""
+        if hasattr(self.policy, "reset") and callable(self.policy.reset):
+            self.policy.reset()
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        """The wrapped policy's latent actions, decoded to real actions."""
+        action, state = self.policy.predict(observation, state=state, episode_start=episode_start,
+                                            deterministic=deterministic)
+        codes = torch.as_tensor(np.asarray(action)).reshape(-1)
+        real = self.action_map.to_real(codes).cpu().numpy()
+        return (real[0] if np.asarray(action).ndim == 0 else real), state
+
+
+def latent_action_policy(policy: Any, checkpoint: str | Path, device: str = "cpu") -> LatentActionPolicy:
+    """Wrap `policy` (acting in latent actions) with the decoder of a fitted checkpoint."""
+    from world_models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint, device=device).model
+    action_map = getattr(model, "action_map", None)
+    if action_map is None:
+        raise ValueError(f"{checkpoint} holds a {model.spec.family!r} model, which has no latent actions")
+    return LatentActionPolicy(policy, action_map)
+
+
 @dataclass
 class EvalResult:
     """Returns of N real episodes with their seeds."""
@@ -212,14 +250,21 @@ def load_sb3_policy(path: str | Path, device: str = "cpu") -> Policy:
     model = load_sb3_zip(path, device)
     sidecar = sidecar_path(path)
     meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    if meta.get("obs_mode") == "latent":
+    policy: Any = model
+    world_model = None
+    if meta.get("obs_mode") == "latent" or meta.get("latent_actions"):
         from world_models.checkpoint import load_checkpoint
 
         world_model = load_checkpoint(path.parent / meta["world_model"], device=device).model
-        return LatentPolicy(model, world_model)
-    if meta.get("frame_stack", 1) > 1:
-        return FrameStackPolicy(model, int(meta["frame_stack"]))
-    return model
+        if meta.get("latent_actions"):
+            world_model = world_model.with_action_mode("latent")
+    if meta.get("obs_mode") == "latent":
+        policy = LatentPolicy(model, world_model)
+    elif meta.get("frame_stack", 1) > 1:
+        policy = FrameStackPolicy(model, int(meta["frame_stack"]))
+    if meta.get("latent_actions"):  # trained on latent actions: decode them (LAPO)
+        policy = LatentActionPolicy(policy, world_model.action_map)
+    return policy
 
 
 def load_policy(
@@ -267,7 +312,10 @@ class EvaluateConfig:
     policy: str = "random"
     """random, an SB3 .zip, a Dreamer agent folder, an online run folder, or a planner spec."""
     checkpoint: str | None = None
-    """World-model checkpoint (needed by planner policies)."""
+    """World-model checkpoint (needed by planner policies and --latent-actions)."""
+    latent_actions: bool = False
+    """The policy acts in the latent actions of --checkpoint (a genie model fitted by `vwm
+    fit-actions`): its actions are decoded to real ones (the LAPO route)."""
     episodes: int = 20
     """Number of evaluation episodes."""
     seed: int = 0
@@ -292,6 +340,10 @@ def evaluate_from_config(cfg: EvaluateConfig) -> EvalResult:
         raise ValueError(f"unknown task {cfg.task!r}")
     torch.manual_seed(cfg.seed)
     policy = load_policy(cfg.policy, cfg.task, cfg.checkpoint, cfg.seed, cfg.device)
+    if cfg.latent_actions:
+        if cfg.checkpoint is None:
+            raise ValueError("--latent-actions needs --checkpoint (the fitted world model)")
+        policy = latent_action_policy(policy, cfg.checkpoint, cfg.device)
     result = evaluate_policy(
         policy, cfg.task, cfg.episodes, cfg.seed, cfg.num_envs, cfg.deterministic,
         video=cfg.video, policy_name=cfg.policy, progress=not cfg.json,

@@ -32,6 +32,10 @@ class SB3Config:
     """SB3 algorithm: ppo, a2c, dqn, sac or td3."""
     obs_mode: Literal["latent", "pixels"] = "latent"
     """What the agent observes in imagination: model features or decoded frames."""
+    action_mode: str = ""
+    """Actions of a model with latent actions (genie): "latent" or "real" ("": the
+    checkpoint's native mode). An agent trained on latent actions acts on the real task
+    through the checkpoint's latent -> real decoder (fitted by `vwm fit-actions`)."""
     steps: int = 50_000
     """Environment steps to train for (imagined steps in imagination)."""
     num_envs: int = 16
@@ -136,28 +140,33 @@ def train_sb3_in_imagination(
     """Train `cfg.algo` inside the world model at `checkpoint`; save OUT/<algo>.zip."""
     from stable_baselines3.common.vec_env import VecFrameStack
 
+    from agents.evaluate import LatentActionPolicy
     from video_envs.sb3 import WorldModelSB3VecEnv
+    from world_models.action_map import apply_action_mode
     from world_models.checkpoint import load_checkpoint, resolve_checkpoint_dir
 
     loaded = load_checkpoint(checkpoint, device=cfg.device)
     task = task or loaded.task
     if task is None:
         raise ValueError("the checkpoint names no task; pass --task")
-    check_algo_fits(cfg.algo, loaded.spec.action_kind == "discrete")
+    model, contexts = apply_action_mode(loaded.model, loaded.contexts, cfg.action_mode or None)
+    latent_actions = model.spec.hparams.get("action_mode") == "latent"
+    check_algo_fits(cfg.algo, model.spec.action_kind == "discrete")
     pixels = cfg.obs_mode == "pixels"
     env = WorldModelSB3VecEnv(
-        cfg.num_envs, model=loaded.model, contexts=loaded.contexts, task=task,
-        obs_mode=cfg.obs_mode, device=cfg.device,
+        cfg.num_envs, model=model, contexts=contexts, task=task, obs_mode=cfg.obs_mode, device=cfg.device,
     )
     env.seed(cfg.seed)
     if pixels and cfg.frame_stack > 1:
         env = VecFrameStack(env, cfg.frame_stack)
     agent = _build(cfg.algo, env, pixels, cfg)
 
-    def as_policy(model: Any):
+    def as_policy(agent: Any):
         if not pixels:
-            return LatentPolicy(model, loaded.model)
-        return FrameStackPolicy(model, cfg.frame_stack) if cfg.frame_stack > 1 else model
+            policy = LatentPolicy(agent, model)
+        else:
+            policy = FrameStackPolicy(agent, cfg.frame_stack) if cfg.frame_stack > 1 else agent
+        return LatentActionPolicy(policy, model.action_map) if latent_actions else policy
 
     evaluator = RealEvalCallback(as_policy, task, cfg.eval_every, cfg.eval_episodes, cfg.seed)
     start = time.perf_counter()
@@ -170,7 +179,8 @@ def train_sb3_in_imagination(
     agent.save(str(zip_path))
     # a copy of the world model next to the zip, so the agent folder is self-contained
     world_model_dir = out / "world_model"
-    if not pixels and resolve_checkpoint_dir(checkpoint) != world_model_dir:
+    keep_model = not pixels or latent_actions
+    if keep_model and resolve_checkpoint_dir(checkpoint) != world_model_dir:
         import shutil
 
         shutil.rmtree(world_model_dir, ignore_errors=True)
@@ -178,7 +188,8 @@ def train_sb3_in_imagination(
     write_sidecar(zip_path, {
         "algo": cfg.algo, "obs_mode": cfg.obs_mode, "task": task,
         "frame_stack": cfg.frame_stack if pixels else 1,
-        "world_model": "world_model" if not pixels else None,
+        "world_model": "world_model" if keep_model else None,
+        "latent_actions": latent_actions,
         "trained_in": "imagination",
     })
     return {"path": str(zip_path), "real_return": final, "history": evaluator.history,

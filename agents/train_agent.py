@@ -36,6 +36,10 @@ class TrainAgentConfig:
     family the checkpoint must hold (default: any)."""
     obs_mode: Literal["latent", "pixels"] = "latent"
     """SB3 only: observe model features or decoded frames in imagination."""
+    action_mode: str = ""
+    """SB3 only, models with latent actions (genie): act in "latent" or "real" actions ("":
+    the checkpoint's native mode); a latent-action agent is evaluated on the real task
+    through the checkpoint's fitted latent -> real decoder (the LAPO route)."""
     steps: int = 200_000
     """Imagined env steps to train for (Dreamer: updates = steps / (batch * horizon))."""
     real_steps: int = 50_000
@@ -127,8 +131,8 @@ def _train_agent(cfg: TrainAgentConfig) -> dict[str, Any]:
                                  seed=10_000 + cfg.seed)
         summary = {"path": cfg.out, "real_return": result.mean, "returns": result.returns}
     else:
-        sb3_cfg = SB3Config(algo=cfg.algo, obs_mode=cfg.obs_mode, steps=cfg.steps,
-                            num_envs=cfg.num_envs, eval_episodes=cfg.eval_episodes,
+        sb3_cfg = SB3Config(algo=cfg.algo, obs_mode=cfg.obs_mode, action_mode=cfg.action_mode,
+                            steps=cfg.steps, num_envs=cfg.num_envs, eval_episodes=cfg.eval_episodes,
                             seed=cfg.seed, device=cfg.device, progress=cfg.progress)
         summary = train_sb3_in_imagination(cfg.checkpoint, sb3_cfg, cfg.out, cfg.task)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, np.ndarray)},

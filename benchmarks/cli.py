@@ -33,6 +33,10 @@ COMMANDS: dict[str, Command] = {
         "world_models.train_reward", "TrainRewardConfig", "train_reward_from_config",
         "Fit a reward/termination predictor overlay onto any model checkpoint.",
     ),
+    "fit-actions": Command(
+        "world_models.fit_actions", "FitActionsConfig", "fit_actions_from_config",
+        "Map a genie model's latent actions to a task's real actions from a few labelled episodes.",
+    ),
     "dream": Command(
         "video_envs.dream", "DreamConfig", "dream_from_config",
         "Real | imagined side-by-side video from one start and the same actions.",

@@ -313,9 +313,10 @@ def build_core(
     device: str | torch.device = "cpu",
     max_episode_steps: int | None = None,
     terminate_threshold: float = 0.5,
+    action_mode: str | None = None,
 ) -> tuple[ImaginationCore, str | None]:
     """Load the source and build a core; returns it with the resolved task id."""
-    source = load_source(checkpoint, model, contexts, task, device)
+    source = load_source(checkpoint, model, contexts, task, device, action_mode)
     limit = max_episode_steps if max_episode_steps is not None else task_time_limit(source.task)
     core = ImaginationCore(
         source.model, source.contexts, num_rows, obs_mode, device, limit, terminate_threshold

@@ -21,6 +21,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
+from world_models.action_map import apply_action_mode
 from world_models.base import ModelSpec, WorldModel
 from world_models.checkpoint import CheckpointError, ContextBank, load_checkpoint
 
@@ -53,11 +54,14 @@ def load_source(
     contexts: ContextBank | tuple[Any, Any] | None = None,
     task: str | None = None,
     device: str | torch.device = "cpu",
+    action_mode: str | None = None,
 ) -> ImaginationSource:
     """Resolve the constructor arguments shared by all front ends into a source.
 
     Either `checkpoint` (a folder) or `model` (+ `contexts`) must be given. A `task` that
-    differs from the checkpoint's raises `CheckpointError`.
+    differs from the checkpoint's raises `CheckpointError`. `action_mode` ("latent" or
+    "real"; None: the checkpoint's native mode) picks the action space of a model with
+    latent actions (`world_models.action_map.apply_action_mode`).
     """
     if (checkpoint is None) == (model is None):
         raise ValueError("pass exactly one of checkpoint=PATH or model=WorldModel")
@@ -70,6 +74,7 @@ def load_source(
             raise ValueError("model= needs contexts= (a ContextBank or a (frames, actions) pair)")
         bank, ckpt_task = as_context_bank(contexts), task
     assert model is not None
+    model, bank = apply_action_mode(model, bank, action_mode)
     if len(bank) == 0:
         raise CheckpointError("the context bank is empty: an imagined env needs start contexts")
     frame_shape = tuple(bank.frames.shape[2:])

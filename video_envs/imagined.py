@@ -48,6 +48,9 @@ class WorldModelEnv(gym.Env[np.ndarray, Any]):
         task: expected real task id; a checkpoint trained on another raises `CheckpointError`.
         model: an in-memory `WorldModel` (not JSON-serialisable: for in-process use).
         contexts: start contexts for `model` (`ContextBank` or ``(frames, actions)``).
+        action_mode: ``"latent"`` or ``"real"`` for models with latent actions (genie): the
+            env takes Discrete(n_latent) or the real task's actions; None: the checkpoint's
+            native mode. Other families have only ``"real"``.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
@@ -63,13 +66,15 @@ class WorldModelEnv(gym.Env[np.ndarray, Any]):
         task: str | None = None,
         model: WorldModel | None = None,
         contexts: ContextBank | tuple[Any, Any] | None = None,
+        action_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
             )
         self.core, self.task = build_core(
-            1, checkpoint, model, contexts, task, obs_mode, device, max_episode_steps, terminate_threshold
+            1, checkpoint, model, contexts, task, obs_mode, device, max_episode_steps, terminate_threshold,
+            action_mode,
         )
         self.observation_space = self.core.observation_space
         self.action_space = self.core.action_space
@@ -143,6 +148,7 @@ class WorldModelVectorEnv(VectorEnv):
         model: WorldModel | None = None,
         contexts: ContextBank | tuple[Any, Any] | None = None,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+        action_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -159,6 +165,7 @@ class WorldModelVectorEnv(VectorEnv):
             device,
             max_episode_steps,
             terminate_threshold,
+            action_mode,
         )
         self.num_envs = num_envs
         self.obs_mode = obs_mode

@@ -46,6 +46,7 @@ class WorldModelSB3VecEnv(VecEnv):
         task: str | None = None,
         model: WorldModel | None = None,
         contexts: ContextBank | tuple[Any, Any] | None = None,
+        action_mode: str | None = None,
     ) -> None:
         self.venv = WorldModelVectorEnv(
             num_envs=num_envs,
@@ -59,6 +60,7 @@ class WorldModelSB3VecEnv(VecEnv):
             model=model,
             contexts=contexts,
             autoreset_mode=AutoresetMode.DISABLED,
+            action_mode=action_mode,
         )
         self.core = self.venv.core
         self.task = self.venv.task

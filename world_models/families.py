@@ -15,6 +15,7 @@ from world_models.base import PRESET_NAMES, Family, ModelSpec, WorldModel
 
 FAMILIES: dict[str, Family | str] = {
     "diffusion": "world_models.diffusion",
+    "genie": "world_models.genie",
     "overlay": "world_models.overlay",
     "rssm": "world_models.rssm",
 }

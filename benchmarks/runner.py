@@ -146,7 +146,7 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
 
         cfg = OnlineConfig(task=spec.task, out=str(run_dir), real_steps=spec.budget,
                            family=spec.family, preset=spec.preset, seed=spec.seed, progress=progress,
-                           overrides=model_overrides(settings, spec.family), device=device,
+                           overrides=model_overrides(settings, spec.family, spec.task), device=device,
                            **settings.online)
         online_start = time.perf_counter()
         record = run_online(cfg, DreamerConfig(**settings.dreamer))

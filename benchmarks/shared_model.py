@@ -45,10 +45,14 @@ class SharedModel:
     """``seconds`` (training wall-clock), ``steps`` (gradient steps), ``parameters``."""
 
 
-def model_overrides(settings: SuiteSettings, family: str) -> str | None:
-    """The suite's overrides for `family` as JSON, or None when it has none."""
-    overrides = settings.model_overrides.get(family)
-    return None if overrides is None else json.dumps(overrides)
+def model_overrides(settings: SuiteSettings, family: str, task: str | None = None) -> str | None:
+    """The suite's overrides for `family` on `task` as JSON, or None when it has none: the
+    family's entry, updated by its ``"FAMILY@TASK"`` entry (task-specific settings win)."""
+    general = settings.model_overrides.get(family)
+    specific = settings.model_overrides.get(f"{family}@{task}") if task else None
+    if general is None and specific is None:
+        return None
+    return json.dumps({**(general or {}), **(specific or {})})
 
 
 def shared_folder(spec: RunSpec, work: Path) -> Path:
@@ -91,7 +95,7 @@ def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir
             steps=TIMED_STEPS_CAP if timed else settings.model_steps, max_seconds=settings.model_seconds,
             device=device, batch_size=settings.model_batch, seq_len=settings.model_seq, seed=spec.seed,
             eval_every=0, checkpoint_every=max(100, settings.model_steps // 5), resume=True,
-            overrides=model_overrides(settings, spec.family) or "", progress=progress,
+            overrides=model_overrides(settings, spec.family, spec.task) or "", progress=progress,
             holdout_episodes=10,
         )
         checkpoint = train_world_model(train_cfg)

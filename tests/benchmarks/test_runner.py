@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -9,7 +10,15 @@ import pytest
 from benchmarks import runner
 from benchmarks.cli import build_parser
 from benchmarks.cli import main as vwm
-from benchmarks.suites import SUITES, Suite, SuiteSettings, get_suite, validate_suite, with_options
+from benchmarks.suites import (
+    CARTPOLE,
+    SUITES,
+    Suite,
+    SuiteSettings,
+    get_suite,
+    validate_suite,
+    with_options,
+)
 from world_models import families
 
 
@@ -87,7 +96,7 @@ def test_unknown_overrides_and_families_are_named():
     with pytest.raises(ValueError, match=r"unknown model families \['nope'\]"):
         with_options(get_suite("quick"), ("nope",))
     stray = replace(get_suite("quick"), settings=SuiteSettings(model_overrides={"nope": {}}))
-    with pytest.raises(ValueError, match=r"\['nope'\] that the suite does not run"):
+    with pytest.raises(ValueError, match=r"\['nope'\], which the suite does not run"):
         validate_suite(stray)
 
 
@@ -115,3 +124,21 @@ def test_two_families_get_their_own_runs_files_and_folders(monkeypatch, tmp_path
     assert name == "s__vwm_CartPolePixels-v0__dreamer__100__small__seed0.json"
     assert "dreamer__100__other-small__seed0" in specs[4].slug()
     assert runner.model_overrides(suite.settings, "rssm") is None
+
+
+def test_task_specific_overrides_apply_over_the_family_ones():
+    from benchmarks.shared_model import model_overrides
+
+    settings = SuiteSettings(model_overrides={"rssm": {"image_size": 32, "deter": 64},
+                                              "rssm@vwm/MinAtarBreakout-v0": {"deter": 128}})
+    assert json.loads(model_overrides(settings, "rssm", "vwm/MinAtarBreakout-v0")) == {
+        "image_size": 32, "deter": 128}
+    assert json.loads(model_overrides(settings, "rssm", CARTPOLE)) == {"image_size": 32, "deter": 64}
+    stray = replace(get_suite("quick"), settings=SuiteSettings(
+        model_overrides={"rssm@vwm/MinAtarBreakout-v0": {"deter": 128}}))
+    with pytest.raises(ValueError, match="which the suite does not run"):
+        validate_suite(stray)
+    bad = replace(get_suite("quick"), settings=SuiteSettings(
+        model_overrides={f"rssm@{CARTPOLE}": {"bogus": 1}}))
+    with pytest.raises(ValueError, match="bogus"):
+        validate_suite(bad)

@@ -10,7 +10,7 @@ planners, SB3) act on all of them in one call.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from agents.stats import iqm
 from video_envs.sb3_zip import load_sb3_zip, sidecar_path
+from world_models.device import resolve_device
 from world_models.filter import ModelFilter
 
 
@@ -328,8 +329,8 @@ class EvaluateConfig:
     """Write the first episodes to this mp4/gif."""
     json: bool = False
     """Print a machine-readable JSON result instead of the table."""
-    device: str = "cpu"
-    """Torch device for the policy."""
+    device: str = "auto"
+    """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N."""
 
 
 def evaluate_from_config(cfg: EvaluateConfig) -> EvalResult:
@@ -338,6 +339,7 @@ def evaluate_from_config(cfg: EvaluateConfig) -> EvalResult:
 
     if cfg.task not in gym.registry:
         raise ValueError(f"unknown task {cfg.task!r}")
+    cfg = replace(cfg, device=str(resolve_device(cfg.device)))
     torch.manual_seed(cfg.seed)
     policy = load_policy(cfg.policy, cfg.task, cfg.checkpoint, cfg.seed, cfg.device)
     if cfg.latent_actions:

@@ -42,6 +42,7 @@ from agents.replay import Replay, load_chunks, save_chunk
 from video_envs.recorder import EpisodeRecorder
 from world_models.atomic import atomic_folder, recover_folder, write_json_atomic
 from world_models.checkpoint import ContextBank, load_checkpoint, load_trainer_state, save_checkpoint
+from world_models.device import resolve_device
 from world_models.families import build_model, make_spec
 from world_models.train import WorldModelTrainer, parse_overrides, tensorboard_writer
 
@@ -95,8 +96,8 @@ class OnlineConfig:
     """Real episodes per evaluation."""
     seed: int = 0
     """Seed of everything."""
-    device: str = "cpu"
-    """Torch device."""
+    device: str = "auto"
+    """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N."""
     progress: bool = True
     """Show a progress bar."""
     tensorboard: bool = True
@@ -256,7 +257,7 @@ def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dic
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     loop, replay, spaces = _build(cfg, agent_cfg, out, device)
     progress, model, agent, recorder = loop.progress, loop.model, loop.agent, loop.recorder
     kind, dim, low, high = spaces["kind"], spaces["dim"], spaces["low"], spaces["high"]

@@ -10,13 +10,14 @@ observations (latent features through the world model, or stacked frames).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from agents.evaluate import FrameStackPolicy, LatentPolicy, evaluate_policy
 from video_envs.sb3_zip import sidecar_path
 from world_models.atomic import write_json_atomic
+from world_models.device import resolve_device
 
 ALGOS = ("ppo", "a2c", "dqn", "sac", "td3")
 """SB3 algorithms vwm knows how to configure."""
@@ -48,8 +49,8 @@ class SB3Config:
     """Real episodes per evaluation."""
     seed: int = 0
     """Seed of the agent and envs."""
-    device: str = "cpu"
-    """Torch device of the agent."""
+    device: str = "auto"
+    """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N. Runs the agent."""
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the SB3 algorithm constructor."""
     progress: bool = True
@@ -92,7 +93,8 @@ def _build(algo: str, env: Any, pixels: bool, cfg: SB3Config):
     kwargs = default_algo_kwargs(algo, cfg.num_envs, pixels)
     kwargs.update(cfg.algo_kwargs)
     policy = "CnnPolicy" if pixels else "MlpPolicy"
-    return sb3_class(algo)(policy, env, seed=cfg.seed, device=cfg.device, verbose=0, **kwargs)
+    device = str(resolve_device(cfg.device))
+    return sb3_class(algo)(policy, env, seed=cfg.seed, device=device, verbose=0, **kwargs)
 
 
 def write_sidecar(zip_path: Path, meta: dict[str, Any]) -> None:
@@ -145,6 +147,7 @@ def train_sb3_in_imagination(
     from world_models.action_map import apply_action_mode
     from world_models.checkpoint import load_checkpoint, resolve_checkpoint_dir
 
+    cfg = replace(cfg, device=str(resolve_device(cfg.device)))
     loaded = load_checkpoint(checkpoint, device=cfg.device)
     task = task or loaded.task
     if task is None:

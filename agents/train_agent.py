@@ -16,6 +16,7 @@ from agents.evaluate import evaluate_policy
 from agents.online import OnlineConfig, agent_dir, run_online
 from agents.sb3 import ALGOS, SB3Config, train_sb3_in_imagination
 from world_models.checkpoint import load_checkpoint, read_config
+from world_models.device import resolve_device
 from world_models.threads import torch_threads
 
 
@@ -56,8 +57,8 @@ class TrainAgentConfig:
     """Show progress bars."""
     seed: int = 0
     """Seed."""
-    device: str = "cpu"
-    """Torch device."""
+    device: str = "auto"
+    """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N."""
     threads: int = 2
     """Torch intra-op threads (results depend on it; 0: torch's default, one per core)."""
     loop: OnlineConfig = field(default_factory=OnlineConfig, metadata={"flatten": True, "rename": {
@@ -99,6 +100,7 @@ def train_agent_from_config(cfg: TrainAgentConfig) -> dict[str, Any]:
 
 
 def _train_agent(cfg: TrainAgentConfig) -> dict[str, Any]:
+    cfg = replace(cfg, device=str(resolve_device(cfg.device)))
     if cfg.algo != "dreamer" and cfg.algo not in ALGOS:
         raise ValueError(f"unknown --algo {cfg.algo!r}; choose dreamer or one of {ALGOS}")
     if cfg.online:

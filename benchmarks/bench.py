@@ -26,8 +26,10 @@ class BenchConfig:
     """Only (re)build the report from the existing result JSONs."""
     family: tuple[str, ...] | None = None
     """Model families to run instead of the suite's (one or more, e.g. --family rssm)."""
-    device: str = "cpu"
-    """Torch device of every model, agent and planner of the suite."""
+    device: str = "auto"
+    """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N. Every model, agent
+    and planner of the suite runs on it (resolved where each run executes: on its Ray worker
+    with --ray)."""
     baseline: str = "ppo_real"
     """Method the ratio column compares against (at the same real-step budget)."""
     progress: bool = True

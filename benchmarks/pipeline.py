@@ -41,8 +41,9 @@ class RunConfig:
     """Run a single seed instead of the preset's seeds."""
     family: str | None = None
     """World-model family (default: the preset's, rssm)."""
-    device: str = "cpu"
-    """Torch device of every model, agent and planner."""
+    device: str = "auto"
+    """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N. Every model,
+    agent and planner runs on it."""
     progress: bool = True
     """Show progress bars."""
     threads: int = 2

@@ -32,6 +32,7 @@ from benchmarks.shared_model import (
 )
 from benchmarks.suites import RunSpec, Suite, SuiteSettings, model_free, validate_suite
 from world_models.checkpoint import package_versions
+from world_models.device import resolve_device
 
 
 def expand(suite: Suite) -> list[RunSpec]:
@@ -117,9 +118,11 @@ def _final(result: EvalResult) -> FinalEval:
 
 def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Path,
             progress: bool = True, device: str = "cpu") -> RunResult:
-    """Run one cell of a suite and return its result (not yet saved)."""
+    """Run one cell of a suite and return its result (not yet saved); `device` is resolved
+    here (`world_models.device`), where the cell runs."""
     import video_envs  # noqa: F401
 
+    device = str(resolve_device(device))
     torch.manual_seed(spec.seed)
     run_dir = work / spec.slug()
     eval_seed = 100_000 + 1000 * spec.seed
@@ -229,6 +232,7 @@ def run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool = True
               device: str = "cpu") -> list[Path]:
     """Run every unfinished cell of `suite` with models on `device`; returns the result files
     (finished and new)."""
+    device = str(resolve_device(device))
     results_dir.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     paths = []

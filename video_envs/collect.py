@@ -39,6 +39,7 @@ from gymnasium import spaces
 from video_envs.policies import PolicyFn, as_actions, make_policy
 from video_envs.recorder import Episode, EpisodeRecorder
 from world_models.atomic import swap_in
+from world_models.device import resolve_device
 
 FLUSH_STEPS = 5000
 """Finished episodes are written to disk whenever this many steps are buffered."""
@@ -74,8 +75,9 @@ class CollectConfig:
     """Folder to write the first episodes to as mp4 (none by default)."""
     num_videos: int = 3
     """How many episodes --video writes."""
-    device: str = "cpu"
-    """Torch device of an SB3 policy."""
+    device: str = "auto"
+    """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N. Runs an SB3
+    --policy."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -274,6 +276,7 @@ def collect(cfg: CollectConfig, policy: PolicyFn | None = None) -> CollectSummar
     from minari.storage import get_dataset_path
 
     _check_config(cfg)
+    device = str(resolve_device(cfg.device))
     root = Path(get_dataset_path())  # honours MINARI_DATASETS_PATH
     final = root / cfg.dataset
     existing = None
@@ -294,7 +297,7 @@ def collect(cfg: CollectConfig, policy: PolicyFn | None = None) -> CollectSummar
             meta = existing.storage.metadata
             started = int(meta.get("vwm_episodes_started", existing.total_episodes))
         run_seed = int(np.random.SeedSequence([cfg.seed, started]).generate_state(1)[0])
-        policy_fn = policy if policy is not None else make_policy(cfg.policy, envs, run_seed, cfg.device)
+        policy_fn = policy if policy is not None else make_policy(cfg.policy, envs, run_seed, device)
         algorithm = getattr(policy_fn, "__name__", type(policy_fn).__name__)
         writer = _Writer(cfg, envs, root, algorithm)
         added, videos, started, seconds = _record(cfg, envs, policy_fn, writer, started)

@@ -23,6 +23,7 @@ from video_envs.imagination_io import check_real_spaces
 from video_envs.registration import make_real_env
 from world_models.base import WorldModel, burn_in
 from world_models.checkpoint import Checkpoint, load_checkpoint
+from world_models.device import resolve_device
 from world_models.imagine import imagine
 from world_models.sampling import TorchNoise
 
@@ -47,8 +48,8 @@ class DreamConfig:
     """Frames per second of the video."""
     scale: int = 4
     """Integer upscaling of the frames in the video."""
-    device: str = "cpu"
-    """Torch device of the model."""
+    device: str = "auto"
+    """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N."""
 
 
 class DreamRollout(NamedTuple):
@@ -169,7 +170,7 @@ def dream_from_config(cfg: DreamConfig) -> Path:
 
     if cfg.policy != "random":
         raise ValueError(f"unknown policy {cfg.policy!r}; available: 'random'")
-    rollout = dream_rollout(cfg.checkpoint, cfg.task, cfg.steps, cfg.seed, cfg.device)
+    rollout = dream_rollout(cfg.checkpoint, cfg.task, cfg.steps, cfg.seed, str(resolve_device(cfg.device)))
     path = write_video(cfg.out, side_by_side(rollout.real, rollout.imagined), fps=cfg.fps, scale=cfg.scale)
     print(
         f"wrote {path}: {len(rollout.real)} frames (real | imagined), return real "

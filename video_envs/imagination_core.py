@@ -54,6 +54,7 @@ from video_envs.imagination_io import (
 )
 from world_models.base import State, WorldModel, burn_in, repeat_rows, reset_rows
 from world_models.checkpoint import ContextBank
+from world_models.device import resolve_device
 from world_models.sampling import RowGenerator
 
 __all__ = [
@@ -145,7 +146,7 @@ class ImaginationCore:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         self.model = model
         self.spec = model.spec
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model.to(self.device)
         self.contexts = contexts
         self.num_rows = num_rows

@@ -41,7 +41,7 @@ class WorldModelEnv(gym.Env[np.ndarray, Any]):
     Args:
         checkpoint: checkpoint folder (or run folder); or give `model` and `contexts`.
         obs_mode: ``"pixels"`` (uint8 frames, the real task's Box) or ``"latent"`` (float32).
-        device: torch device the model runs on.
+        device: torch device the model runs on (auto, cpu, cuda or cuda:N, or a torch.device).
         max_episode_steps: time limit; None takes the real task's (else 1000).
         terminate_threshold: ``terminated`` when the continue probability is below it.
         render_mode: ``"rgb_array"`` (the decoded frame) or None.

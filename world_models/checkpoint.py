@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from world_models.atomic import swap_in
 from world_models.base import ModelSpec, WorldModel
+from world_models.device import resolve_device
 from world_models.families import build_model
 
 FORMAT_VERSION = 1
@@ -186,6 +187,7 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Load a checkpoint folder (or a run folder holding ``checkpoint/``).
 
+    `device` is a ``--device`` name or a torch device (`world_models.device.resolve_device`).
     With `ema` (default) the model gets the EMA weights when the checkpoint has them (what
     imagination and evaluation use); ``ema=False`` gives the raw trained weights (resuming).
 
@@ -216,7 +218,7 @@ def load_checkpoint(
             f"corrupt checkpoint: context frames {tuple(contexts.frames.shape)} do not match "
             f"the model's frame shape {spec.frame_shape}"
         )
-    model.to(device)
+    model.to(resolve_device(device))
     model.eval()
     return Checkpoint(path=folder, model=model, spec=spec, contexts=contexts, config=config)
 

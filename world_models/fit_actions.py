@@ -27,6 +27,7 @@ from world_models.action_map import LatentActionModel
 from world_models.base import ModelSpec
 from world_models.checkpoint import ContextBank, load_checkpoint, save_checkpoint
 from world_models.data import SequenceDataset
+from world_models.device import resolve_device
 
 
 @dataclass
@@ -43,8 +44,8 @@ class FitActionsConfig:
     """Episodes held out (the dataset's first) to measure the label probe on (0: none)."""
     out: str = "runs/fitted"
     """Folder the composed checkpoint is written to."""
-    device: str = "cpu"
-    """Torch device the model runs on."""
+    device: str = "auto"
+    """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N."""
 
 
 def count_pairs(model: LatentActionModel, data: SequenceDataset, episodes: range) -> tuple[Any, Any]:
@@ -64,7 +65,7 @@ def fit_actions(cfg: FitActionsConfig) -> tuple[Path, dict[str, Any]]:
     """Fit the maps and write the composed checkpoint; returns (its folder, the fit summary)."""
     if cfg.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {cfg.episodes}")
-    loaded = load_checkpoint(cfg.checkpoint, device=cfg.device)
+    loaded = load_checkpoint(cfg.checkpoint, device=resolve_device(cfg.device))
     model = loaded.model
     if not isinstance(model, LatentActionModel):
         raise ValueError(f"model family {loaded.spec.family!r} has no latent actions to fit")

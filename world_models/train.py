@@ -38,6 +38,7 @@ from world_models.checkpoint import (
     save_checkpoint,
 )
 from world_models.data import SequenceDataset
+from world_models.device import resolve_device
 from world_models.evaluation import open_loop_metrics, open_loop_rollout
 from world_models.families import build_model, make_spec
 from world_models.sources import MixedDataset, load_sources
@@ -85,7 +86,7 @@ class LoopConfig:
     resume: bool = False
     """Continue the run in OUT from its last checkpoint."""
     device: str = "auto"
-    """Torch device: auto (cuda if available), cpu or cuda."""
+    """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N."""
     tensorboard: bool = True
     """Write TensorBoard logs."""
     progress: bool = True
@@ -117,13 +118,6 @@ class TrainConfig(LoopConfig):
     """JSON object of hyper-parameter overrides, e.g. '{"deter": 256}'."""
     num_contexts: int = 256
     """Real start contexts stored in the checkpoint for imagined env resets."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def parse_overrides(text: str | dict[str, Any] | None, option: str = "--overrides") -> dict[str, Any]:

@@ -23,6 +23,7 @@ import torch
 
 from world_models.base import ModelSpec
 from world_models.checkpoint import CheckpointError, load_checkpoint, read_config, resolve_checkpoint_dir
+from world_models.device import resolve_device
 from world_models.families import build_model, make_spec
 from world_models.overlay import RewardOverlayModel
 from world_models.sources import MixedDataset, load_sources
@@ -33,7 +34,6 @@ from world_models.train import (
     open_run,
     parse_overrides,
     print_run_summary,
-    resolve_device,
     run_training,
 )
 

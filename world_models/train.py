@@ -5,7 +5,9 @@ Reads (B, T) windows from a local Minari dataset and/or action-free videos
 to TensorBoard, evaluates open-loop fidelity on held-out episodes (in eval mode, with the
 EMA weights when the model keeps them), and writes atomic checkpoints that `--resume`
 continues bit-for-bit. That loop is `run_training`; `vwm train-reward`
-(`world_models.train_reward`) runs it too, with its own model and data set-up.
+(`world_models.train_reward`) runs it too, with its own model and data set-up. Started by
+``torchrun --nproc_per_node N``, the loop trains data-parallel with DDP
+(`world_models.distributed`): each rank samples its own batch, rank 0 writes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from world_models import distributed
 from world_models.base import WorldModel
 from world_models.checkpoint import (
     EMA_FILE,
@@ -39,6 +42,7 @@ from world_models.checkpoint import (
 )
 from world_models.data import SequenceDataset
 from world_models.device import resolve_device
+from world_models.distributed import SINGLE, DistContext
 from world_models.evaluation import open_loop_metrics, open_loop_rollout
 from world_models.families import build_model, make_spec
 from world_models.sources import MixedDataset, load_sources
@@ -61,7 +65,8 @@ class LoopConfig:
     (0: no limit); the final evaluation and checkpoint are written as at `steps`. Gives
     model families the same training wall-clock."""
     batch_size: int = 16
-    """Windows per batch."""
+    """Windows per batch, per rank under torchrun (the global batch is then batch_size x
+    ranks; each rank samples its own windows)."""
     seq_len: int = 16
     """Frames per window."""
     lr: float = 4e-4
@@ -258,14 +263,22 @@ def run_training(
     run_config: dict[str, Any],
     resumed: Checkpoint | None = None,
     desc: str = "train-model",
+    context: DistContext = SINGLE,
 ) -> Path:
     """The one training loop: trainer updates with a progress bar, TensorBoard scalars and
     images, open-loop evaluation, and atomic checkpoints of `model`, `contexts` and
     `run_config` (plus the eval and step) in ``cfg.out``; `resumed` (from `open_run`)
-    continues its trainer state exactly. Returns the checkpoint folder."""
+    continues its trainer state exactly. Returns the checkpoint folder.
+
+    Under torchrun (`context` from `world_models.distributed.init_distributed`) every rank
+    runs this loop on its own windows with gradients averaged by DDP; rank 0 alone shows the
+    progress bar, evaluates and writes logs and checkpoints (config.json records the number
+    of ranks; resuming with another number changes the global batch from there on).
+    """
     out = Path(cfg.out)
+    main = context.is_main
     trained_seconds = float(resumed.config.get("train_seconds", 0.0)) if resumed is not None else 0.0
-    trainer = WorldModelTrainer(model, cfg.lr, cfg.grad_clip, cfg.seed + 1, cfg.warmup)
+    trainer = WorldModelTrainer(model, cfg.lr, cfg.grad_clip, cfg.seed + 1, cfg.warmup, context)
     if resumed is not None:
         tensors = load_trainer_state(out)
         if tensors is None:
@@ -275,23 +288,29 @@ def run_training(
             load_weights(out, trainer.ema, ema=True)
     context_len = model.spec.context_len
     eval_data, split = evaluation_data(data)
-    run_config = dict(run_config, eval_split=split)
-    writer = tensorboard_writer(out, cfg.tensorboard)
+    run_config = dict(run_config, eval_split=split, world_size=context.world_size)
+    writer = tensorboard_writer(out, cfg.tensorboard and main)
     tag = "eval" if split == "held-out" else "eval_train"
     bar = tqdm(total=None if cfg.max_seconds > 0 else cfg.steps, initial=trainer.step, desc=desc,
-               disable=not cfg.progress)
+               disable=not (cfg.progress and main))
     started = time.perf_counter()
 
-    def out_of_time() -> bool:
+    def finished() -> bool:
+        """Whether the run is done (rank 0's clock decides for every rank)."""
         run_config["train_seconds"] = trained_seconds + time.perf_counter() - started
-        return 0 < cfg.max_seconds <= run_config["train_seconds"]
+        timed_out = 0 < cfg.max_seconds <= run_config["train_seconds"]
+        if cfg.max_seconds > 0:
+            timed_out = distributed.rank_zero_decides(timed_out, context)
+        return trainer.step >= cfg.steps or timed_out
 
-    last = trainer.step >= cfg.steps or out_of_time()  # a resumed run may be finished
+    last = finished()  # a resumed run may be finished
     try:
         while not last:
             metrics = trainer.update(data, cfg.batch_size, cfg.seq_len)
             bar.update(1)
-            last = trainer.step >= cfg.steps or out_of_time()
+            last = finished()
+            if not main:
+                continue
             if trainer.step % cfg.log_every == 0 or last:
                 bar.set_postfix(loss=f"{metrics['loss']:.3g}")
                 if writer is not None:
@@ -313,15 +332,18 @@ def run_training(
         bar.close()
         if writer is not None:
             writer.close()
+    distributed.barrier(context)  # the other ranks leave once rank 0 has written the last checkpoint
     return out / "checkpoint"
 
 
 def train_world_model(cfg: TrainConfig) -> Path:
-    """Train (or resume) a world model; returns the checkpoint folder."""
+    """Train (or resume) a world model; returns the checkpoint folder. Under torchrun this
+    process is one rank of a data-parallel run (`world_models.distributed`)."""
     out = Path(cfg.out)
-    device = resolve_device(cfg.device)
+    context, device = distributed.init_distributed(resolve_device(cfg.device))
     torch.manual_seed(cfg.seed)
-    data = _load_data(cfg)
+    with distributed.rank_zero_first(context):  # rank 0 builds the dataset's frame cache, the others read it
+        data = _load_data(cfg)
     run_config: dict[str, Any] = {
         "task": data.task_id,
         "dataset": cfg.dataset,
@@ -346,7 +368,7 @@ def train_world_model(cfg: TrainConfig) -> Path:
         )
         model = build_model(spec).to(device)
         contexts = data.contexts(cfg.num_contexts, spec.context_len, np.random.default_rng(cfg.seed))
-    return run_training(model, contexts, data, cfg, run_config, resumed, "train-model")
+    return run_training(model, contexts, data, cfg, run_config, resumed, "train-model", context)
 
 
 def print_run_summary(checkpoint: Path) -> None:
@@ -359,5 +381,12 @@ def print_run_summary(checkpoint: Path) -> None:
 
 
 def train_from_config(cfg: TrainConfig) -> None:
-    """`vwm train-model` entry point: train, then print the fidelity and the checkpoint path."""
-    print_run_summary(train_world_model(cfg))
+    """`vwm train-model` entry point: train, then print the fidelity and the checkpoint path
+    (rank 0 only under torchrun)."""
+    try:
+        checkpoint = train_world_model(cfg)
+        main = distributed.current_context().is_main
+    finally:
+        distributed.shutdown_distributed()
+    if main:
+        print_run_summary(checkpoint)

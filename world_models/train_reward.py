@@ -24,6 +24,7 @@ import torch
 from world_models.base import ModelSpec
 from world_models.checkpoint import CheckpointError, load_checkpoint, read_config, resolve_checkpoint_dir
 from world_models.device import resolve_device
+from world_models.distributed import current_context, init_distributed, rank_zero_first, shutdown_distributed
 from world_models.families import build_model, make_spec
 from world_models.overlay import RewardOverlayModel
 from world_models.sources import MixedDataset, load_sources
@@ -97,10 +98,11 @@ def _predictor_overrides(cfg: TrainRewardConfig) -> dict[str, Any]:
 def train_reward(cfg: TrainRewardConfig) -> Path:
     """Fit (or resume fitting) a reward predictor overlay; returns the composed checkpoint."""
     out = Path(cfg.out)
-    device = resolve_device(cfg.device)
+    context, device = init_distributed(resolve_device(cfg.device))
     torch.manual_seed(cfg.seed)
     base_dir = resolve_checkpoint_dir(cfg.checkpoint).resolve()
-    data = load_sources(cfg.dataset, holdout_episodes=cfg.holdout_episodes)
+    with rank_zero_first(context):
+        data = load_sources(cfg.dataset, holdout_episodes=cfg.holdout_episodes)
     resumed = open_run(out, cfg.resume, device,
                        lambda run, previous: _check_resumable(run, previous, base_dir, cfg.dataset))
     if resumed is not None:
@@ -138,12 +140,19 @@ def train_reward(cfg: TrainRewardConfig) -> Path:
         "sources": data.describe(),
         "train_config": asdict(cfg),
     }
-    return run_training(model, contexts, data, cfg, run_config, resumed, "train-reward")
+    return run_training(model, contexts, data, cfg, run_config, resumed, "train-reward", context)
 
 
 def train_reward_from_config(cfg: TrainRewardConfig) -> None:
-    """`vwm train-reward` entry point: fit, then print the base's and the composed fidelity."""
-    checkpoint = train_reward(cfg)
+    """`vwm train-reward` entry point: fit, then print the base's and the composed fidelity
+    (rank 0 only under torchrun)."""
+    try:
+        checkpoint = train_reward(cfg)
+        main = current_context().is_main
+    finally:
+        shutdown_distributed()
+    if not main:
+        return
     base = read_config(checkpoint).get("base_eval") or {}
     if base:
         summary = ", ".join(f"{k}={v:.3g}" for k, v in base.items() if math.isfinite(v))

@@ -5,8 +5,10 @@ stage over the stage's parameter groups, linear learning-rate warm-up, gradient 
 frozen parameters left untouched, and optional EMA weights (a model declares
 ``ema_decay`` > 0; the trainer keeps an EMA copy, updated after every step, which
 checkpoints store and imagination loads). `state_tensors`/`load_state` capture every
-optimiser, the numpy/torch/CUDA random states and the step, so a resumed run continues
-bit for bit.
+optimiser, the torch/CUDA random states and the step; the windows of each step and the
+loss's own randomness are seeded from (seed, step, rank) (`world_models.distributed`), so a
+resumed run continues bit for bit. Under torchrun the loss runs through a DDP wrapper that
+averages the ranks' gradients.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from __future__ import annotations
 import copy
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from world_models.base import WorldModel
 from world_models.batch import Generator, SequenceBatch
 from world_models.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+from world_models.distributed import SINGLE, DistContext, any_rank, loss_seed, window_rng, wrap_ddp
 from world_models.stages import model_stages, select_parameters, stage_at, warmup_factor
 
 
@@ -34,16 +36,21 @@ class WorldModelTrainer:
     """Staged Adam + clipping over ``compute_loss(batch, step)``, with EMA and exact resume."""
 
     def __init__(
-        self, model: WorldModel, lr: float, grad_clip: float, seed: int, warmup: int = 0
+        self, model: WorldModel, lr: float, grad_clip: float, seed: int, warmup: int = 0,
+        context: DistContext = SINGLE,
     ) -> None:
-        """`lr`, `grad_clip` and `warmup` are the run's defaults; stages may override them."""
+        """`lr`, `grad_clip` and `warmup` are the run's defaults; stages may override them.
+        `seed` seeds every step's windows and loss noise; `context` is this process's rank in
+        a data-parallel run (`world_models.distributed.init_distributed`)."""
         self.model = model
+        self.context = context
         self.lr, self.grad_clip, self.warmup = float(lr), float(grad_clip), int(warmup)
         self.stages = model_stages(model)  # type: ignore[arg-type]
         self.optimizers: dict[int, torch.optim.Adam] = {}
         """Stage index -> its optimiser, created when the stage first runs."""
         self._base_lrs: dict[int, list[float]] = {}  # stage index -> lr of each group
-        self.rng = np.random.default_rng(seed)
+        self.seed = int(seed)
+        self._ddp: tuple[int, nn.Module] | None = None  # (stage index, its DDP wrapper)
         self.step = 0
         self.ema_decay = float(getattr(model, "ema_decay", 0.0) or 0.0)
         """EMA decay the model declares (0: no EMA)."""
@@ -88,14 +95,17 @@ class WorldModelTrainer:
         for group, base_lr in zip(optimizer.param_groups, self._base_lrs[index], strict=True):
             group["lr"] = base_lr * factor
         device = next(self.model.parameters()).device
-        batch = dataset.sample(batch_size, seq_len, self.rng).to(device)
+        rank = self.context.rank
+        batch = dataset.sample(batch_size, seq_len, window_rng(self.seed, self.step, rank)).to(device)
         was_training = self.model.training
         self.model.train()
         for p in frozen:
             p.requires_grad_(False)
         try:
-            loss, metrics = self.model.compute_loss(batch, self.step)
-            if not torch.isfinite(loss):
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(loss_seed(self.seed, self.step, rank))
+                loss, metrics = self._loss_fn(index, device)(batch, self.step)
+            if any_rank(not bool(torch.isfinite(loss)), self.context):
                 raise FloatingPointError(
                     f"non-finite world-model loss at step {self.step} ({metrics}); "
                     "the last good checkpoint is kept"
@@ -114,6 +124,15 @@ class WorldModelTrainer:
         return dict(metrics, loss=float(loss.detach()), grad_norm=float(norm),
                     lr=float(optimizer.param_groups[0]["lr"]), stage=float(index))
 
+    def _loss_fn(self, index: int, device: torch.device) -> Any:
+        """``compute_loss``, or under torchrun the DDP wrapper of stage `index` (built on the
+        stage's first step, while its frozen parameters do not require gradients)."""
+        if not self.context.enabled:
+            return self.model.compute_loss
+        if self._ddp is None or self._ddp[0] != index:
+            self._ddp = (index, wrap_ddp(self.model, device))
+        return self._ddp[1]
+
     @torch.no_grad()
     def _update_ema(self, trained_ids: set[int]) -> None:
         """ema <- decay * ema + (1 - decay) * weights for the parameters the stage trains;
@@ -130,7 +149,8 @@ class WorldModelTrainer:
             averaged.copy_(current)
 
     def state_tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """Tensors and JSON needed to resume exactly: every optimiser and the RNG states.
+        """Tensors and JSON needed to resume exactly: every optimiser, the RNG states, the step
+        and the sampling seed.
 
         The EMA weights are not in here: checkpoints store them in their own file.
         """
@@ -142,12 +162,13 @@ class WorldModelTrainer:
         if torch.cuda.is_available():
             for i, state in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"cuda_rng.{i}"] = state
-        info = {"optimizers": groups, "stages": [s.name for s in self.stages],
-                "numpy_rng": self.rng.bit_generator.state, "step": self.step}
+        info = {"optimizers": groups, "stages": [s.name for s in self.stages], "step": self.step,
+                "seed": self.seed}
         return tensors, info
 
     def load_state(self, tensors: dict[str, Tensor], info: dict[str, Any]) -> None:
-        """Restore what `state_tensors` saved (also the single-optimiser format of older runs)."""
+        """Restore what `state_tensors` saved (also the single-optimiser format of older runs;
+        their numpy sampling state is not needed any more: windows are seeded per step)."""
         device = next(self.model.parameters()).device
         if "optimizers" in info:
             saved = {int(k): v for k, v in info["optimizers"].items()}
@@ -169,5 +190,5 @@ class WorldModelTrainer:
         )
         if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all([v for _, v in cuda])
-        self.rng.bit_generator.state = info["numpy_rng"]
         self.step = int(info["step"])
+        self.seed = int(info.get("seed", self.seed))

@@ -54,7 +54,8 @@ def add_dataclass_arguments(
 ) -> None:
     """Add one ``--field-name`` option per field of dataclass `cls`, help from its docstring.
 
-    A field whose metadata has ``flatten`` holds a nested config dataclass: its fields become
+    Metadata ``flag`` names the option when the field's name cannot (``async`` is a Python
+    keyword). A field whose metadata has ``flatten`` holds a nested config dataclass: its fields become
     options too (after the outer ones), named as in its metadata's ``rename`` map; a nested
     field whose option the outer class already defines shares that option.
     """
@@ -81,7 +82,7 @@ def add_dataclass_arguments(
         )
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         positional = bool(f.metadata.get("positional"))
-        flag = dest if positional else "--" + dest.replace("_", "-")
+        flag = dest if positional else "--" + f.metadata.get("flag", dest.replace("_", "-"))
         help_text = docs.get(f.name, "")
         if not required:
             help_text += f" (default: {default})"

@@ -1,6 +1,7 @@
 """`vwm collect`: record a real pixel task into a local Minari dataset (no jax needed).
 
-Episodes are gathered from a Gymnasium sync vector env and written with
+Episodes are gathered from a Gymnasium vector env (sync, or `AsyncVectorEnv` worker
+processes with ``--async``: the same episodes either way) and written with
 `minari.create_dataset_from_buffers` (lossless unless ``--jpeg``) under the root that
 ``MINARI_DATASETS_PATH`` names. Choices:
 
@@ -28,7 +29,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -61,7 +62,11 @@ class CollectConfig:
     steps: int = 10_000
     """Number of transitions to record (summed over the parallel envs)."""
     num_envs: int = 8
-    """Number of envs stepped together in one sync vector env."""
+    """Number of envs stepped together in one vector env."""
+    asynchronous: bool = field(default=False, metadata={"flag": "async"})
+    """Step the envs in worker processes (gymnasium's AsyncVectorEnv, worth it with
+    --num-envs > 1 when rendering dominates) instead of in this one; the dataset written is
+    the same either way."""
     seed: int = 0
     """Episode k of the dataset is reset with seed + k; the random policy is seeded too."""
     size: int | None = None
@@ -139,7 +144,8 @@ def _check_config(cfg: CollectConfig) -> None:
 
 
 def _make_envs(cfg: CollectConfig) -> gym.vector.VectorEnv:
-    """The sync vector env of the task, or a ValueError naming a bad id or frame space."""
+    """The vector env of the task (sync, or async with ``--async``), or a ValueError naming a
+    bad id or frame space."""
     from video_envs.registration import register_envs
 
     register_envs()  # idempotent; also covers an install where the package __init__ is skipped
@@ -150,7 +156,8 @@ def _make_envs(cfg: CollectConfig) -> gym.vector.VectorEnv:
         raise ValueError(f"unknown task id {cfg.task!r}.{hint} vwm ids: {', '.join(known)}")
     kwargs = {} if cfg.size is None else {"size": cfg.size}
     try:
-        envs = gym.make_vec(cfg.task, num_envs=cfg.num_envs, vectorization_mode="sync", **kwargs)
+        envs = gym.make_vec(cfg.task, num_envs=cfg.num_envs,
+                            vectorization_mode="async" if cfg.asynchronous else "sync", **kwargs)
     except TypeError as error:
         if "size" not in str(error):
             raise
@@ -227,7 +234,7 @@ class _Writer:
                 self.dataset = minari.create_dataset_from_buffers(
                     self.cfg.dataset,
                     buffers,
-                    env=self.envs.envs[0],
+                    env=self.envs.get_attr("spec")[0],  # the sub-env's spec, sync or async
                     algorithm_name=self.algorithm,
                     description=f"{self.cfg.task} recorded by `vwm collect` with {self.algorithm}",
                     observation_space=self.envs.single_observation_space,

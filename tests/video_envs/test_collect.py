@@ -189,3 +189,18 @@ def test_cli(_minari_root, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main([*argv, "--append", "--steps", "20"]) == 0
     assert minari.load_dataset("vwm/cartpole/cli-v0").total_steps == 320
+
+
+def test_async_workers_write_the_same_dataset_as_sync(_minari_root, capsys):
+    collect(_cfg(dataset="vwm/cartpole/sync-v0", steps=120, num_envs=3, seed=4))
+    argv = ["collect", "--task", CARTPOLE, "--dataset", "vwm/cartpole/async-v0", "--steps", "120",
+            "--size", str(SIZE), "--num-envs", "3", "--seed", "4", "--async", "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    sync, parallel = minari.load_dataset("vwm/cartpole/sync-v0"), minari.load_dataset("vwm/cartpole/async-v0")
+    assert sync.total_steps == parallel.total_steps == 120
+    assert sync.total_episodes == parallel.total_episodes
+    assert sync.spec.env_spec == parallel.spec.env_spec
+    for a, b in zip(sync.iterate_episodes(), parallel.iterate_episodes(), strict=True):
+        for name in ("observations", "actions", "rewards", "terminations", "truncations"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert _stray(_minari_root) == []

@@ -1,4 +1,5 @@
-"""`vwm bench SUITE`: run a suite (skipping finished runs) and build its report."""
+"""`vwm bench SUITE`: run a suite (skipping finished runs), in this process or on Ray, and
+build its report."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 from benchmarks.report import build_report
 from benchmarks.runner import run_suite
-from benchmarks.suites import get_suite, with_options
+from benchmarks.suites import Suite, get_suite, with_options
+from world_models.device import check_device_name
 from world_models.threads import torch_threads
 
 
@@ -33,19 +35,55 @@ class BenchConfig:
     baseline: str = "ppo_real"
     """Method the ratio column compares against (at the same real-step budget)."""
     progress: bool = True
-    """Show progress bars."""
+    """Show progress bars (not with --ray: one line per finished task instead)."""
     threads: int = 2
-    """Torch intra-op threads (results depend on it; 0: torch's default, one per core)."""
+    """Torch intra-op threads (results depend on it; 0: torch's default, one per core); with
+    --ray, also the CPUs Ray reserves for each task."""
+    ray: str | None = field(default=None, metadata={"const": "local"})
+    """Run each (task, family, method, seed, budget) as a Ray task, shared models trained
+    once before the runs that use them: --ray alone starts a local Ray, --ray ADDRESS joins
+    a cluster (auto: the one `ray start` runs here; ray://HOST:10001). Needs the ray extra."""
+    ray_retries: int = 2
+    """With --ray: times a failed task is retried before it is reported as failed (the rest
+    of the grid goes on)."""
+    ray_gpus: float = 0.0
+    """With --ray: GPUs Ray reserves for each task (fractions share a GPU)."""
 
 
-def bench_from_config(cfg: BenchConfig) -> Path:
-    """`vwm bench` entry point: returns the report path."""
+def bench_from_config(cfg: BenchConfig) -> int:
+    """`vwm bench` entry point: runs the suite, builds the report; returns the exit status
+    (1 when some runs failed on Ray: the report covers the others)."""
     suite = with_options(get_suite(cfg.suite), cfg.family)
     results = Path(cfg.results or f"benchmarks/results/{suite.name}")
     work = Path(cfg.work or f"runs/bench/{suite.name}")
-    if not cfg.report:
+    status = 0
+    if cfg.ray is not None and not cfg.report:
+        status = _bench_on_ray(cfg, suite, results, work)
+    elif not cfg.report:
         with torch_threads(cfg.threads):
             run_suite(suite, results, work, cfg.progress, cfg.device)
     report = build_report(results, results / "report", baseline=cfg.baseline)
     print(f"report: {report}")
-    return report
+    return status
+
+
+def _bench_on_ray(cfg: BenchConfig, suite: Suite, results: Path, work: Path) -> int:
+    """Run `suite` on Ray (`benchmarks.ray_grid`), then its family videos here; the status."""
+    from benchmarks.grid import GridJob
+    from benchmarks.ray_grid import run_grid_ray
+    from benchmarks.shared_model import write_family_videos
+    from world_models.device import resolve_device
+
+    job = GridJob(suite.settings, str(results.resolve()), str(work.resolve()), check_device_name(cfg.device),
+                  cfg.threads, progress=False)
+    outcome = run_grid_ray(suite, results, work, job, cfg.ray, cfg.ray_retries, cfg.ray_gpus)
+    if suite.settings.family_videos:
+        with torch_threads(cfg.threads):
+            for video in write_family_videos(suite, results, work, str(resolve_device(cfg.device))):
+                print(f"real | families video: {video}")
+    if outcome.ok:
+        return 0
+    print(f"{len(outcome.failed)} task(s) failed and {len(outcome.not_run)} could not run:", flush=True)
+    for key, error in outcome.failed.items():
+        print(f"  {key}: {error}")
+    return 1

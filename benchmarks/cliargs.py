@@ -55,9 +55,11 @@ def add_dataclass_arguments(
     """Add one ``--field-name`` option per field of dataclass `cls`, help from its docstring.
 
     Metadata ``flag`` names the option when the field's name cannot (``async`` is a Python
-    keyword). A field whose metadata has ``flatten`` holds a nested config dataclass: its fields become
-    options too (after the outer ones), named as in its metadata's ``rename`` map; a nested
-    field whose option the outer class already defines shares that option.
+    keyword); metadata ``const`` makes the option's value optional (``--ray`` alone gives the
+    const, ``--ray ADDRESS`` the address). A field whose metadata has ``flatten`` holds a
+    nested config dataclass: its fields become options too (after the outer ones), named as in
+    its metadata's ``rename`` map; a nested field whose option the outer class already
+    defines shares that option.
     """
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
@@ -102,6 +104,8 @@ def add_dataclass_arguments(
             kwargs.update(choices=choices, type=type(choices[0]))
         elif tp in (int, float, str):
             kwargs["type"] = tp
+            if "const" in f.metadata:
+                kwargs.update(nargs="?", const=f.metadata["const"])
         else:
             kwargs["type"] = str
         if positional:

@@ -37,7 +37,8 @@ class SharedModel:
     checkpoint: Path
     real_steps: int
     wall_time: float
-    """Seconds to collect the data and train the model."""
+    """Seconds to collect the data (when this call collected it: not on Ray, where the data
+    is collected by a task of its own) and to train the model."""
     fidelity: dict[str, float] | None
     throughput: dict[str, float] | None
     videos: dict[str, str] | None
@@ -69,11 +70,30 @@ def load_shared(spec: RunSpec, work: Path) -> SharedModel | None:
     return SharedModel(**{**info, "checkpoint": Path(info["checkpoint"])})
 
 
+def shared_dataset(spec: RunSpec) -> str:
+    """The Minari id of the random data every family's shared model of `spec` learns from."""
+    return f"vwm/{spec.task.split('/')[-1].lower()}/random-b{spec.budget}-s{spec.seed}-v0"
+
+
+def ensure_dataset(spec: RunSpec, work: Path, progress: bool, device: str = "cpu") -> str:
+    """Collect the `budget` random real steps of `spec`'s shared models (unless done already);
+    returns the dataset id (under the Minari root WORK/minari)."""
+    from video_envs.collect import CollectConfig, collect
+
+    dataset = shared_dataset(spec)
+    with minari_root(work / "minari"):
+        from minari.storage import get_dataset_path
+
+        if not (Path(get_dataset_path(dataset)) / "data").is_dir():
+            collect(CollectConfig(task=spec.task, dataset=dataset, steps=spec.budget,
+                                  seed=spec.seed, progress=progress, device=device))
+    return dataset
+
+
 def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Path,
                  progress: bool, device: str = "cpu") -> SharedModel:
     """Collect `budget` random steps and train the shared model (resuming / reusing)."""
     from benchmarks.bench_imagination import num_parameters
-    from video_envs.collect import CollectConfig, collect
     from world_models.train import TrainConfig, train_world_model
 
     done = load_shared(spec, work)
@@ -81,15 +101,9 @@ def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir
         return done
     folder = shared_folder(spec, work)
     start = time.perf_counter()
-    name = spec.task.split("/")[-1].lower()
-    dataset = f"vwm/{name}/random-b{spec.budget}-s{spec.seed}-v0"
+    dataset = ensure_dataset(spec, work, progress, device)
     timed = settings.model_seconds > 0
     with minari_root(work / "minari"):
-        from minari.storage import get_dataset_path
-
-        if not (Path(get_dataset_path(dataset)) / "data").is_dir():
-            collect(CollectConfig(task=spec.task, dataset=dataset, steps=spec.budget,
-                                  seed=spec.seed, progress=progress, device=device))
         train_cfg = TrainConfig(
             dataset=dataset, out=str(folder), family=spec.family, preset=spec.preset,
             steps=TIMED_STEPS_CAP if timed else settings.model_steps, max_seconds=settings.model_seconds,

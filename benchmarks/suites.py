@@ -119,6 +119,12 @@ def model_free(method: str) -> bool:
     return method == "random" or "_real" in method
 
 
+def uses_shared_model(method: str) -> bool:
+    """Whether `method` works inside the shared model learned from random data (every
+    model-based method except the online ``dreamer``, which learns its own)."""
+    return not model_free(method) and method != "dreamer"
+
+
 def known_families() -> list[str]:
     """Names of the registered model families."""
     return family_names()

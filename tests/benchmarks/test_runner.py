@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 from benchmarks import runner
 from benchmarks.cli import build_parser
@@ -26,8 +27,8 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("command", ["collect", "train-model", "train-agent", "evaluate", "dream",
-                                     "bench", "run"])
+@pytest.mark.parametrize("command", ["collect", "train-model", "train-reward", "fit-actions",
+                                     "train-agent", "evaluate", "dream", "bench", "run"])
 def test_every_command_takes_a_device(command):
     parser = build_parser(command)
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]
@@ -43,6 +44,7 @@ def test_bench_and_run_pass_the_device_to_the_runner(argv, tmp_path, monkeypatch
         raise _Stop
 
     monkeypatch.setattr(runner, "execute", execute)
+    monkeypatch.setattr(runner, "resolve_device", torch.device)  # no CUDA here: take the name as is
     with pytest.raises(_Stop):
         vwm([*argv, "--device", "cuda:7", "--no-progress", "--work" if argv[0] == "bench" else "--out",
              str(tmp_path), *(["--results", str(tmp_path / "r")] if argv[0] == "bench" else [])])
@@ -70,6 +72,7 @@ def test_execute_hands_the_device_and_family_to_every_stage(tmp_path, monkeypatc
     monkeypatch.setattr(agents.online, "run_online", online)
     monkeypatch.setattr(video_envs.collect, "collect", collect)
     monkeypatch.setattr(world_models.train, "train_world_model", train)
+    monkeypatch.setattr(runner, "resolve_device", torch.device)  # no CUDA here: take the name as is
     settings = SuiteSettings(model_overrides={"rssm": {"image_size": 32}})
     for method in ("dreamer", "cem"):
         spec = runner.RunSpec("t", "vwm/CartPolePixels-v0", method, 0, 100, "tiny")

@@ -19,8 +19,9 @@ gloo on the CPU, NCCL on CUDA, where rank r runs on ``cuda:LOCAL_RANK``. Without
   overlap of communication with computation, the bucketing and the initial broadcast come
   from the engine, and the trainer stays family-generic. ``find_unused_parameters`` is on
   because a family's stages freeze parts of the model and action-free batches leave the
-  action and reward heads without a gradient; the trainer builds one wrapper per stage
-  (after freezing), so DDP only reduces what the stage trains.
+  action and reward heads without a gradient (DDP warns once per rank when a family turns
+  out to use every parameter); the trainer builds one wrapper per stage (after freezing),
+  so DDP only reduces what the stage trains.
 - **Side effects.** Rank 0 alone writes checkpoints, TensorBoard logs and the progress bar
   and runs the evaluation; every rank reads the same checkpoint when resuming, so the
   optimisers and weights agree, and rank-independent decisions (stopping on

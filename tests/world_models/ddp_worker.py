@@ -8,6 +8,9 @@ tests.world_models.ddp_worker DATASET OUT`` trains a tiny RSSM on DATASET (in th
   so the loss is a deterministic function of the batch (what a single process reproduces);
 - ``full``: two steps (sampling noise on);
 - ``split``: one step, then resumed to two.
+
+`staged_rank` is the body of a rank started by ``torch.multiprocessing.spawn`` instead: a
+two-stage model through the trainer alone.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
+
 import world_models.rssm.model as rssm_model
-from world_models.distributed import shutdown_distributed
+from world_models.distributed import DistContext, shutdown_distributed
 from world_models.rssm.distributions import mode_onehot
 from world_models.train import TrainConfig, train_world_model
 
@@ -46,6 +52,29 @@ def main(dataset: str, out: Path) -> None:
     train_world_model(tiny_config(dataset, out / "split", 1))
     train_world_model(tiny_config(dataset, out / "split", 2, resume=True))
     shutdown_distributed()
+
+
+def staged_rank(rank: int, world_size: int, init_file: str, out: str) -> None:
+    """Train `TwoStage` (3 steps of part a, then part b) for 5 steps on a gloo rank, starting
+    from rank-dependent weights, and save the final weights to OUT/rank<r>.pt."""
+    from tests.world_models.test_trainer import TwoStage, _data
+    from world_models.trainer import WorldModelTrainer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(rank)  # DDP must broadcast rank 0's weights
+        model = TwoStage()
+        trainer = WorldModelTrainer(model, lr=0.05, grad_clip=1.0, seed=3,
+                                    context=DistContext(rank, world_size, rank))
+        after_a = None
+        for step in range(5):
+            trainer.update(_data(), 4, 3)
+            if step == 2:
+                after_a = {k: v.clone() for k, v in model.state_dict().items()}
+        torch.save({"final": model.state_dict(), "after_a": after_a}, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

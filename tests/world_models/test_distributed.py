@@ -84,6 +84,20 @@ def test_two_gloo_ranks_equal_one_process_on_the_global_batch_and_resume_exactly
         assert torch.equal(full[name], split[name]), name
 
 
+def test_ranks_stay_in_sync_across_training_stages(tmp_path):
+    import torch.multiprocessing as mp
+
+    from tests.world_models.ddp_worker import staged_rank
+
+    mp.spawn(staged_rank, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for name, value in ranks[0]["final"].items():
+        assert torch.equal(value, ranks[1]["final"][name]), name
+    after_a, final = ranks[0]["after_a"], ranks[0]["final"]
+    assert torch.equal(after_a["a.weight"], final["a.weight"])  # frozen in stage b
+    assert not torch.equal(after_a["b.weight"], final["b.weight"])  # trained in stage b
+
+
 def test_window_and_loss_seeds_differ_by_rank_and_step_and_repeat():
     draws = {(s, r): window_rng(7, s, r).integers(0, 10**9, 4).tolist() for s in range(3) for r in range(2)}
     assert len({tuple(v) for v in draws.values()}) == len(draws)

@@ -98,8 +98,10 @@ def column(tmp_path_factory) -> dict[str, str]:
 
 
 def rollout(checkpoint: str, steps: int = 150) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel observations (N, H, W, C) and rewards (N,) of random actions, seed 0."""
-    env = gym.make("vwm/Imagined-v0", checkpoint=checkpoint, max_episode_steps=25)
+    """Pixel observations (N, H, W, C) and rewards (N,) of random actions, seed 0, episodes
+    cut by the time limit alone (never terminated), so that models with other termination
+    heads reset at the same steps."""
+    env = gym.make("vwm/Imagined-v0", checkpoint=checkpoint, max_episode_steps=25, terminate_threshold=0.0)
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     frames, rewards = [], []

@@ -31,7 +31,7 @@ class BenchConfig:
     device: str = "auto"
     """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N. Every model, agent
     and planner of the suite runs on it (resolved where each run executes: on its Ray worker
-    with --ray)."""
+    with --ray, where auto picks CUDA only for tasks --ray-gpus reserves GPUs for)."""
     baseline: str = "ppo_real"
     """Method the ratio column compares against (at the same real-step budget)."""
     progress: bool = True
@@ -47,7 +47,8 @@ class BenchConfig:
     """With --ray: times a failed task is retried before it is reported as failed (the rest
     of the grid goes on)."""
     ray_gpus: float = 0.0
-    """With --ray: GPUs Ray reserves for each task (fractions share a GPU)."""
+    """With --ray: GPUs Ray reserves for each task (fractions share a GPU; 0: tasks run on
+    the CPU unless --device names cuda)."""
 
 
 def bench_from_config(cfg: BenchConfig) -> int:
@@ -75,8 +76,8 @@ def _bench_on_ray(cfg: BenchConfig, suite: Suite, results: Path, work: Path) -> 
     from world_models.device import resolve_device
 
     job = GridJob(suite.settings, str(results.resolve()), str(work.resolve()), check_device_name(cfg.device),
-                  cfg.threads, progress=False)
-    outcome = run_grid_ray(suite, results, work, job, cfg.ray, cfg.ray_retries, cfg.ray_gpus)
+                  cfg.threads, cfg.ray_gpus, progress=False)
+    outcome = run_grid_ray(suite, results, work, job, cfg.ray, cfg.ray_retries)
     if suite.settings.family_videos:
         with torch_threads(cfg.threads):
             for video in write_family_videos(suite, results, work, str(resolve_device(cfg.device))):

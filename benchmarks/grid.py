@@ -82,9 +82,12 @@ class GridJob:
     work: str
     """Folder of datasets, models and agents (absolute, on storage every worker sees)."""
     device: str = "auto"
-    """``--device`` name, resolved on the worker that runs the node."""
+    """``--device`` name, resolved on the worker that runs the node (``auto`` picks CUDA only
+    for nodes that reserved GPUs: `gpus` > 0)."""
     threads: int = 1
-    """Torch intra-op threads of a node."""
+    """Torch intra-op threads of a node (and the CPUs an engine reserves for it)."""
+    gpus: float = 0.0
+    """GPUs an engine reserves for each node."""
     progress: bool = False
     """Show the stages' progress bars."""
 
@@ -121,7 +124,7 @@ def run_node(node: Node, job: GridJob) -> str:
     id, the shared model's checkpoint, or the result JSON."""
     work, results = Path(job.work), Path(job.results)
     with torch_threads(job.threads):
-        device = str(resolve_device(job.device))
+        device = str(resolve_device("cpu" if job.device == "auto" and job.gpus <= 0 else job.device))
         if node.kind == "dataset":
             return ensure_dataset(node.spec, work, job.progress, device)
         if node.kind == "model":

@@ -77,16 +77,16 @@ def _cause(error: BaseException) -> str:
 
 def run_grid_ray(
     suite: Suite, results_dir: Path, work: Path, job: GridJob, address: str = LOCAL,
-    retries: int = 2, gpus: float = 0.0, node_fn: NodeFn = run_node,
+    retries: int = 2, node_fn: NodeFn = run_node,
 ) -> GridOutcome:
     """Run the unfinished nodes of `suite` as Ray tasks; returns what finished and failed.
 
     Joins Ray at `address` (`LOCAL`: a local Ray; already initialised: that one). Each task
-    reserves ``job.threads`` CPUs and `gpus` GPUs and is retried `retries` times.
+    reserves ``job.threads`` CPUs and ``job.gpus`` GPUs and is retried `retries` times.
     """
     ray = import_ray()
-    if retries < 0 or gpus < 0:
-        raise ValueError(f"--ray-retries and --ray-gpus must be >= 0, got {retries}, {gpus}")
+    if retries < 0 or job.gpus < 0:
+        raise ValueError(f"--ray-retries and --ray-gpus must be >= 0, got {retries}, {job.gpus}")
     plan = plan_grid(suite, results_dir, work)
     for path in plan.done:
         print(f"{path.name}: done already, skipped")
@@ -100,7 +100,7 @@ def run_grid_ray(
         remote = ray.remote(_task)
         refs: dict[str, Any] = {}
         for node in plan.nodes:
-            options = dict(num_cpus=max(1, job.threads), num_gpus=gpus, max_retries=retries,
+            options = dict(num_cpus=max(1, job.threads), num_gpus=job.gpus, max_retries=retries,
                            retry_exceptions=True, name=node.label)
             refs[node.key] = remote.options(**options).remote(
                 node_fn, node, job, retries, *(refs[d] for d in node.deps))

@@ -147,3 +147,16 @@ def test_grid_job_travels_as_plain_data():
 
     job = GridJob(replace(SMOKE.settings), "/r", "/w")
     assert pickle.loads(pickle.dumps(job)) == job
+
+
+def test_auto_device_on_a_worker_means_cuda_only_with_a_reserved_gpu(tmp_path, monkeypatch):
+    import benchmarks.grid as grid
+
+    seen = []
+    monkeypatch.setattr(grid, "ensure_dataset", lambda spec, work, progress, device: seen.append(device))
+    monkeypatch.setattr(grid, "resolve_device", lambda name: name)  # no GPU here: keep the name
+    node = next(n for n in plan_grid(SMOKE, tmp_path / "r", tmp_path / "w").nodes if n.kind == "dataset")
+    for device, gpus in (("auto", 0.0), ("auto", 0.5), ("cuda:1", 0.0)):
+        grid.run_node(node, GridJob(SMOKE.settings, str(tmp_path / "r"), str(tmp_path / "w"), device,
+                                    gpus=gpus))
+    assert seen == ["cpu", "auto", "cuda:1"]

@@ -39,7 +39,7 @@ class BenchConfig:
     threads: int = 2
     """Torch intra-op threads (results depend on it; 0: torch's default, one per core); with
     --ray, also the CPUs Ray reserves for each task."""
-    ray: str | None = field(default=None, metadata={"const": "local"})
+    ray: str | None = field(default=None, metadata={"const": "local", "metavar": "ADDRESS"})
     """Run each (task, family, method, seed, budget) as a Ray task, shared models trained
     once before the runs that use them: --ray alone starts a local Ray, --ray ADDRESS joins
     a cluster (auto: the one `ray start` runs here; ray://HOST:10001). Needs the ray extra."""

@@ -56,10 +56,10 @@ def add_dataclass_arguments(
 
     Metadata ``flag`` names the option when the field's name cannot (``async`` is a Python
     keyword); metadata ``const`` makes the option's value optional (``--ray`` alone gives the
-    const, ``--ray ADDRESS`` the address). A field whose metadata has ``flatten`` holds a
-    nested config dataclass: its fields become options too (after the outer ones), named as in
-    its metadata's ``rename`` map; a nested field whose option the outer class already
-    defines shares that option.
+    const, ``--ray ADDRESS`` the address; ``metavar`` names the value). A field whose
+    metadata has ``flatten`` holds a nested config dataclass: its fields become options too
+    (after the outer ones), named as in its metadata's ``rename`` map; a nested field whose
+    option the outer class already defines shares that option.
     """
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
@@ -105,7 +105,7 @@ def add_dataclass_arguments(
         elif tp in (int, float, str):
             kwargs["type"] = tp
             if "const" in f.metadata:
-                kwargs.update(nargs="?", const=f.metadata["const"])
+                kwargs.update(nargs="?", const=f.metadata["const"], metavar=f.metadata.get("metavar"))
         else:
             kwargs["type"] = str
         if positional:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from agents.stats import iqm
 from video_envs.sb3_zip import load_sb3_zip, sidecar_path
+from video_envs.validation import validate_actions
 from world_models.filter import ModelFilter
 
 
@@ -193,6 +194,8 @@ def evaluate_policy(
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     seeds = [seed + i for i in range(episodes)]
     returns: list[float] = []
     lengths: list[int] = []
@@ -214,6 +217,10 @@ def evaluate_policy(
         frames = [[obs[i]] for i in range(n)] if video and first == 0 else None
         while not done.all():
             action, _ = policy.predict(obs, episode_start=start, deterministic=deterministic)
+            try:  # one check of the whole batch, naming the policy
+                validate_actions(action, envs.single_action_space, n)
+            except ValueError as error:
+                raise ValueError(f"policy {policy_name} returned bad actions: {error}") from None
             obs, reward, terminated, truncated, _ = envs.step(np.asarray(action))
             alive = ~done
             total[alive] += reward[alive]

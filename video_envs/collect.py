@@ -76,6 +76,9 @@ class CollectConfig:
     """How many episodes --video writes."""
     device: str = "cpu"
     """Torch device of an SB3 policy."""
+    trust_pickle: bool = False
+    """Load an SB3 --policy zip with SB3's own loader, which unpickles (runs code from) the
+    file: only for files you trust. By default only its weights are read."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -294,7 +297,8 @@ def collect(cfg: CollectConfig, policy: PolicyFn | None = None) -> CollectSummar
             meta = existing.storage.metadata
             started = int(meta.get("vwm_episodes_started", existing.total_episodes))
         run_seed = int(np.random.SeedSequence([cfg.seed, started]).generate_state(1)[0])
-        policy_fn = policy if policy is not None else make_policy(cfg.policy, envs, run_seed, cfg.device)
+        policy_fn = policy if policy is not None else make_policy(cfg.policy, envs, run_seed, cfg.device,
+                                                                 cfg.trust_pickle)
         algorithm = getattr(policy_fn, "__name__", type(policy_fn).__name__)
         writer = _Writer(cfg, envs, root, algorithm)
         added, videos, started, seconds = _record(cfg, envs, policy_fn, writer, started)

@@ -142,7 +142,8 @@ class Actor(nn.Module):
         """Policy-space action -> the env's action (continuous: rescaled to [low, high])."""
         if self.discrete:
             return action
-        return self.low + (action + 1.0) * 0.5 * (self.high - self.low)
+        scaled = self.low + (action + 1.0) * 0.5 * (self.high - self.low)
+        return torch.minimum(torch.maximum(scaled, self.low), self.high)  # no rounding past a bound
 
 
 def imagine(

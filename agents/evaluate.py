@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.stats import iqm
-from video_envs.sb3_zip import load_sb3_zip, sidecar_path
+from video_envs.validation import validate_actions
 from world_models.device import resolve_device
 from world_models.filter import ModelFilter
 
@@ -194,6 +194,8 @@ def evaluate_policy(
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     seeds = [seed + i for i in range(episodes)]
     returns: list[float] = []
     lengths: list[int] = []
@@ -215,6 +217,10 @@ def evaluate_policy(
         frames = [[obs[i]] for i in range(n)] if video and first == 0 else None
         while not done.all():
             action, _ = policy.predict(obs, episode_start=start, deterministic=deterministic)
+            try:  # one check of the whole batch, naming the policy
+                validate_actions(action, envs.single_action_space, n)
+            except ValueError as error:
+                raise ValueError(f"policy {policy_name} returned bad actions: {error}") from None
             obs, reward, terminated, truncated, _ = envs.step(np.asarray(action))
             alive = ~done
             total[alive] += reward[alive]
@@ -245,42 +251,22 @@ def evaluate_policy(
 # ---------------------------------------------------------------------------- loading
 
 
-def load_sb3_policy(path: str | Path, device: str = "cpu") -> Policy:
-    """An SB3 zip as a policy on real frames (latent ones get their world model's filter)."""
-    path = Path(path)
-    model = load_sb3_zip(path, device)
-    sidecar = sidecar_path(path)
-    meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    policy: Any = model
-    world_model = None
-    if meta.get("obs_mode") == "latent" or meta.get("latent_actions"):
-        from world_models.checkpoint import load_checkpoint
-
-        world_model = load_checkpoint(path.parent / meta["world_model"], device=device).model
-        if meta.get("latent_actions"):
-            world_model = world_model.with_action_mode("latent")
-    if meta.get("obs_mode") == "latent":
-        policy = LatentPolicy(model, world_model)
-    elif meta.get("frame_stack", 1) > 1:
-        policy = FrameStackPolicy(model, int(meta["frame_stack"]))
-    if meta.get("latent_actions"):  # trained on latent actions: decode them (LAPO)
-        policy = LatentActionPolicy(policy, world_model.action_map)
-    return policy
-
-
 def load_policy(
-    spec: str, task: str, checkpoint: str | None = None, seed: int = 0, device: str = "cpu"
+    spec: str, task: str, checkpoint: str | None = None, seed: int = 0, device: str = "cpu",
+    trust_pickle: bool = False,
 ) -> Policy:
     """A policy from `--policy`: ``random``, an SB3 zip, a Dreamer agent folder, an online
     run folder (its latest agent), or a planner spec like ``cem:horizon=12`` (needs
-    `checkpoint`)."""
+    `checkpoint`). SB3 zips are unpickled only with `trust_pickle`."""
     import video_envs  # noqa: F401
 
     if spec == "random":
         return RandomPolicy(gym.make(task).action_space, seed)
     path = Path(spec)
     if path.suffix == ".zip" or (path.is_file() and path.suffix == ""):
-        return load_sb3_policy(path, device)
+        from agents.sb3 import load_sb3_policy
+
+        return load_sb3_policy(path, task, device, trust_pickle)
     if path.is_dir():
         from agents.dreamer import DreamerPolicy, is_dreamer_agent
 
@@ -331,6 +317,9 @@ class EvaluateConfig:
     """Print a machine-readable JSON result instead of the table."""
     device: str = "auto"
     """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N."""
+    trust_pickle: bool = False
+    """Load an SB3 --policy zip with SB3's own loader, which unpickles (runs code from) the
+    file: only for files you trust. By default only its weights are read."""
 
 
 def evaluate_from_config(cfg: EvaluateConfig) -> EvalResult:
@@ -341,7 +330,7 @@ def evaluate_from_config(cfg: EvaluateConfig) -> EvalResult:
         raise ValueError(f"unknown task {cfg.task!r}")
     cfg = replace(cfg, device=str(resolve_device(cfg.device)))
     torch.manual_seed(cfg.seed)
-    policy = load_policy(cfg.policy, cfg.task, cfg.checkpoint, cfg.seed, cfg.device)
+    policy = load_policy(cfg.policy, cfg.task, cfg.checkpoint, cfg.seed, cfg.device, cfg.trust_pickle)
     if cfg.latent_actions:
         if cfg.checkpoint is None:
             raise ValueError("--latent-actions needs --checkpoint (the fitted world model)")

@@ -5,6 +5,8 @@ latent features) with periodic evaluation on the real task, and saves the normal
 ``.zip`` (loadable by plain SB3) plus a ``.vwm.json`` sidecar saying how to feed it real
 observations (latent features through the world model, or stacked frames).
 `train_sb3_real` is the baseline: the same algorithm on the real pixel task.
+`load_sb3_policy` loads such a zip back as a policy on real frames, without unpickling it
+unless asked (`video_envs.sb3_zip`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from agents.evaluate import FrameStackPolicy, LatentPolicy, evaluate_policy
-from video_envs.sb3_zip import sidecar_path
+import gymnasium as gym
+import numpy as np
+
+from agents.evaluate import FrameStackPolicy, LatentActionPolicy, LatentPolicy, Policy, evaluate_policy
+from video_envs.sb3_zip import load_sb3_zip, read_sidecar, sidecar_path
 from world_models.atomic import write_json_atomic
 from world_models.device import resolve_device
 
@@ -142,7 +147,6 @@ def train_sb3_in_imagination(
     """Train `cfg.algo` inside the world model at `checkpoint`; save OUT/<algo>.zip."""
     from stable_baselines3.common.vec_env import VecFrameStack
 
-    from agents.evaluate import LatentActionPolicy
     from video_envs.sb3 import WorldModelSB3VecEnv
     from world_models.action_map import apply_action_mode
     from world_models.checkpoint import load_checkpoint, resolve_checkpoint_dir
@@ -203,7 +207,6 @@ def train_sb3_real(
     task: str, cfg: SB3Config, out: str | Path | None = None
 ) -> dict[str, Any]:
     """The baseline: `cfg.algo` trained on the real pixel task for `cfg.steps` real steps."""
-    import gymnasium as gym
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
@@ -236,3 +239,55 @@ def train_sb3_real(
         result["path"] = str(zip_path)
     return result
 
+
+def load_sb3_model(path: str | Path, task: str, device: str = "cpu",
+                   trust_pickle: bool = False) -> tuple[Any, dict[str, Any], Any]:
+    """An SB3 zip's model, its ``.vwm.json`` sidecar and the world model it observes through
+    (None for pixel agents).
+
+    Without `trust_pickle` nothing is unpickled: the policy is rebuilt from the zip's weights
+    for the spaces vwm knows (`video_envs.sb3_zip`): the task's frames (stacked as the sidecar
+    says) or the world model's features, and the task's or the world model's actions.
+    """
+    import video_envs  # noqa: F401  (registers the tasks)
+    from video_envs.imagination_io import action_space_from_spec, latent_space
+    from world_models.checkpoint import load_checkpoint
+
+    path = Path(path)
+    meta = read_sidecar(path)
+    if meta.get("task") not in (None, task):
+        raise ValueError(f"{path} was trained on {meta['task']} (says {sidecar_path(path).name}), "
+                         f"not on {task}")
+    world_model = None
+    if meta.get("obs_mode") == "latent" or meta.get("latent_actions"):
+        if not meta.get("world_model"):
+            raise ValueError(f"{sidecar_path(path)} names no world model for this latent agent")
+        world_model = load_checkpoint(path.parent / str(meta["world_model"]), device=device).model
+        if meta.get("latent_actions"):
+            world_model = world_model.with_action_mode("latent")
+    env = gym.make(task)
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    stack = int(meta.get("frame_stack", 1))
+    if world_model is not None and meta.get("obs_mode") == "latent":
+        obs_space = latent_space(world_model.spec.feature_dim)
+    elif stack > 1:
+        h, w, c = obs_space.shape
+        obs_space = gym.spaces.Box(0, 255, (h, w, c * stack), np.uint8)
+    if world_model is not None:  # trained in imagination: the model's action space
+        act_space = action_space_from_spec(world_model.spec)
+    model = load_sb3_zip(path, obs_space, act_space, device, trust_pickle)
+    return model, meta, world_model
+
+
+def load_sb3_policy(path: str | Path, task: str, device: str = "cpu", trust_pickle: bool = False) -> Policy:
+    """An SB3 zip as a policy on real frames (latent ones get their world model's filter)."""
+    model, meta, world_model = load_sb3_model(path, task, device, trust_pickle)
+    policy: Any = model
+    if meta.get("obs_mode") == "latent":
+        policy = LatentPolicy(model, world_model)
+    elif meta.get("frame_stack", 1) > 1:
+        policy = FrameStackPolicy(model, int(meta["frame_stack"]))
+    if meta.get("latent_actions"):  # trained on latent actions: decode them (LAPO)
+        policy = LatentActionPolicy(policy, world_model.action_map)
+    return policy

@@ -17,6 +17,7 @@ from agents.online import OnlineConfig, agent_dir, run_online
 from agents.sb3 import ALGOS, SB3Config, train_sb3_in_imagination
 from world_models.checkpoint import load_checkpoint, read_config
 from world_models.device import resolve_device
+from world_models.option_checks import check_ranges
 from world_models.threads import torch_threads
 
 
@@ -103,6 +104,8 @@ def _train_agent(cfg: TrainAgentConfig) -> dict[str, Any]:
     cfg = replace(cfg, device=str(resolve_device(cfg.device)))
     if cfg.algo != "dreamer" and cfg.algo not in ALGOS:
         raise ValueError(f"unknown --algo {cfg.algo!r}; choose dreamer or one of {ALGOS}")
+    check_ranges(cfg, {"steps": 1, "real_steps": 1, "eval_episodes": 1, "num_envs": 1, "seed": 0,
+                       "threads": 0})
     if cfg.online:
         if cfg.algo != "dreamer":
             raise ValueError("--online runs the Dreamer loop; use --algo dreamer")

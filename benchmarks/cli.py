@@ -8,7 +8,7 @@ import sys
 import typing
 from typing import NamedTuple
 
-from benchmarks.cliargs import add_dataclass_arguments, dataclass_from_args
+from benchmarks.cliargs import OneLineParser, add_dataclass_arguments, dataclass_from_args
 
 
 class Command(NamedTuple):
@@ -82,7 +82,7 @@ def _takes_family(config: type) -> bool:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; options are generated only for subcommand `only` (fast --help)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="vwm",
         description="Learned video world models as Gymnasium environments.",
     )
@@ -101,6 +101,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input (options, files, env ids), reported as one line with exit
+    status 1: ValueError (CheckpointError included), OSError (missing or unreadable files),
+    FloatingPointError (a diverged run) and Gymnasium's errors (a bad seed, an unknown id)."""
+    from gymnasium.error import Error as GymnasiumError
+
+    return (ValueError, OSError, FloatingPointError, GymnasiumError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `vwm` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -117,9 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     config_cls, function = loaded
     cfg = dataclass_from_args(config_cls, args)
     try:
+        if isinstance(getattr(cfg, "device", None), str):
+            from world_models.device import resolve_device
+
+            resolve_device(cfg.device)  # a bad --device is a one-line error, whatever the command
         result = function(cfg)
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as error:
-        print(f"vwm {args.command}: error: {error}", file=sys.stderr)
+    except Exception as error:
+        if not isinstance(error, user_errors()):
+            raise  # a bug: keep the traceback
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        print(f"vwm {args.command}: error: {message}", file=sys.stderr)  # one line
         return 1
     return int(result) if isinstance(result, int) else 0
 

@@ -15,6 +15,15 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``vwm CMD: error: ...``, then a pointer
+    to ``--help``) with exit status 2, instead of the whole usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        """Print the one-line error and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 @functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring written under each field of a dataclass (its class and bases)."""

@@ -25,6 +25,7 @@ import numpy as np
 from agents.stats import bootstrap_ci, iqm
 from benchmarks import plots
 from benchmarks.results_schema import RunResult, load_results
+from world_models.atomic import write_text_atomic
 
 METHOD_ORDER = ("random", "ppo_real", "ppo_real_10x", "dreamer", "ppo_imagined_latent",
                 "ppo_imagined_pixels", "cem", "mppi", "random_shooting")
@@ -379,9 +380,7 @@ def build_report(
     lines += _throughput_section(results, out_dir)
     lines += _videos_section(results, results_dir, out_dir)
     lines += _repro_section(results, runs, results_dir)
-    path = out_dir / "README.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return write_text_atomic(out_dir / "README.md", "\n".join(lines))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

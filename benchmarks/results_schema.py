@@ -40,6 +40,42 @@ FINAL_KEYS: tuple[str, ...] = ("returns", "lengths", "eval_seeds", "mean", "iqm"
 """Keys of the ``final`` real-env evaluation."""
 
 
+_NUMBER = (int, float)
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "schema": (int,), "suite": (str,), "task": (str,), "method": (str,), "seed": (int,),
+    "real_step_budget": (int,), "model_preset": (str,), "real_steps": (int,), "imagined_steps": (int,),
+    "wall_time": _NUMBER, "versions": (dict,), "config": (dict,), "config_hash": (str,),
+    "hardware": (dict,), "dream_return": _NUMBER, "fidelity": (dict,), "throughput": (dict,),
+    "videos": (dict,), "family": (str,), "model_training": (dict,),
+}
+"""JSON type of each top-level key (the optional ones may also be null)."""
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    return isinstance(value, types) and not isinstance(value, bool)
+
+
+def _check_types(data: dict[str, Any], where: str) -> None:
+    """ValueError naming the first key of `data` whose value has the wrong JSON type."""
+    for key, types in FIELD_TYPES.items():
+        value = data.get(key)
+        if (value is not None or key in REQUIRED_KEYS) and not _is(value, types):
+            kind = " or ".join(t.__name__ for t in types)
+            raise ValueError(f"{where}: {key!r} must be {kind}, got {value!r:.60}")
+    final = data["final"]
+    for key in ("returns", "lengths", "eval_seeds"):
+        if not isinstance(final[key], list) or not all(_is(v, _NUMBER) for v in final[key]):
+            raise ValueError(f"{where}: 'final.{key}' must be a list of numbers")
+    for key in ("mean", "iqm"):
+        if not _is(final[key], _NUMBER):
+            raise ValueError(f"{where}: 'final.{key}' must be a number, got {final[key]!r:.60}")
+    if any(not all(_is(v, _NUMBER) for v in pair) for pair in data["curve"]):
+        raise ValueError(f"{where}: 'curve' must hold [real_steps, mean_return] number pairs")
+    for key in ("fidelity", "throughput", "model_training"):
+        if data.get(key) and not all(_is(v, _NUMBER) or v is None for v in data[key].values()):
+            raise ValueError(f"{where}: the values of {key!r} must be numbers")
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """Short (12 hex digits) sha256 of the canonical JSON of `config` (sorted keys, no spaces)."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
@@ -135,6 +171,7 @@ class RunResult:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {unknown}")
+        _check_types(data, where)
         values = {k: data.get(k) for k in known}
         values["final"] = FinalEval(**{k: final[k] for k in FINAL_KEYS})
         values["curve"] = [[p[0], p[1]] for p in data["curve"]]
@@ -155,7 +192,11 @@ class RunResult:
     def load(cls, path: str | os.PathLike) -> RunResult:
         """Read one result file."""
         path = Path(path)
-        return cls.from_json(path.read_text(encoding="utf-8"), source=path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"result file {str(path)!r}: not UTF-8 text ({error})") from None
+        return cls.from_json(text, source=path)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the JSON record atomically (temporary name, then rename); returns the path."""

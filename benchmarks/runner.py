@@ -218,9 +218,9 @@ def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel,
                         seed=spec.seed, eval_episodes=min(episodes, 5), progress=progress, device=device)
         out = train_sb3_in_imagination(shared.checkpoint, cfg, run_dir, spec.task)
         fields["imagined_steps"] = out["imagined_steps"]
-        from agents.sb3 import sb3_class
+        from agents.sb3 import load_sb3_model
 
-        model = sb3_class(algo).load(out["path"], device=device)
+        model = load_sb3_model(out["path"], spec.task, device)[0]
         fields["dream_return"] = imagined_return(
             model, shared.checkpoint, min(episodes, 10), spec.seed, obs_mode,
             cfg.frame_stack if obs_mode == "pixels" else 1, device)

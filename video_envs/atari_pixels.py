@@ -15,6 +15,7 @@ import numpy as np
 from gymnasium import spaces
 
 from video_envs.draw import validate_size
+from video_envs.validation import EpisodeGuard, check_action, check_options
 
 INSTALL_HINT = "pip install 'vwm[atari]'"
 """Command that installs ale-py and OpenCV."""
@@ -67,6 +68,7 @@ class AtariPixelsEnv(gym.Env[np.ndarray, np.int64]):
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
         self._seeded = False
         self._last = np.zeros((self.size, self.size, 3), np.uint8)
+        self._episode = EpisodeGuard(type(self).__name__)
 
     def _resize(self, frame: np.ndarray) -> np.ndarray:
         self._last = self._cv2.resize(
@@ -77,18 +79,23 @@ class AtariPixelsEnv(gym.Env[np.ndarray, np.int64]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start a new game; the emulator is reseeded from `seed` when one is given."""
+        """Start a new game; the emulator is reseeded from `seed` when one is given (no options)."""
+        check_options(options, (), type(self).__name__)
         super().reset(seed=seed)
         inner_seed = None
         if seed is not None or not self._seeded:
             inner_seed = int(self.np_random.integers(2**31 - 1))
             self._seeded = True
         frame, info = self.ale_env.reset(seed=inner_seed)
+        self._episode.started()
         return self._resize(frame), dict(info)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Apply one action (repeated `frameskip` times by the emulator)."""
+        """Apply one checked action (repeated `frameskip` times by the emulator)."""
+        self._episode.check()
+        action = check_action(action, self.action_space)
         frame, reward, terminated, truncated, info = self.ale_env.step(action)
+        self._episode.stepped(bool(terminated), bool(truncated))
         return self._resize(frame), float(reward), bool(terminated), bool(truncated), dict(info)
 
     def render(self) -> np.ndarray:

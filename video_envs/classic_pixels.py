@@ -5,6 +5,11 @@ termination are exactly the originals; only the observation is replaced by a fra
 drawn straight at the target size with numpy (`video_envs.draw`), which is many times
 faster than rendering with pygame and resizing. Velocities are not drawn: they follow
 from consecutive frames. ``info["state"]`` carries the underlying physical state.
+
+Input is checked at the boundary (`video_envs.validation`): an action outside the action
+space (wrong dtype or shape, out of range, NaN) raises a ValueError naming the space instead
+of reaching the original's assertion or being clipped silently; an unknown reset option
+raises, and stepping after ``terminated`` raises ``ResetNeeded``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
 from video_envs.draw import blank, draw_segment, fill_circle, fill_rect, validate_size
+from video_envs.validation import EpisodeGuard, check_action, check_options
 
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
@@ -35,6 +41,9 @@ class PixelObsMixin:
     metadata: dict[str, Any]
     render_mode: str | None
     state: Any
+    action_space: spaces.Space
+    reset_options: tuple[str, ...] = ("low", "high")
+    """Keys of ``reset(options=)`` the original env reads (the range of its initial state)."""
 
     def _init_pixels(self, size: int, render_mode: str | None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -44,6 +53,7 @@ class PixelObsMixin:
             )
         self.size = validate_size(size)
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
+        self._episode = EpisodeGuard(type(self).__name__)
 
     def draw(self) -> np.ndarray:
         """A new (size, size, 3) uint8 frame of the current state."""
@@ -58,12 +68,17 @@ class PixelObsMixin:
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset the dynamics exactly as the original env does; return the first frame."""
+        options = check_options(options, self.reset_options, type(self).__name__) or None
         _, info = super().reset(seed=seed, options=options)  # type: ignore[misc]
+        self._episode.started()
         return self.draw(), self._info(info)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Step the original dynamics; return the frame instead of the state vector."""
+        """Step the original dynamics (a checked action); return the frame instead of the state."""
+        self._episode.check()
+        action = check_action(action, self.action_space)
         _, reward, terminated, truncated, info = super().step(action)  # type: ignore[misc]
+        self._episode.stepped(bool(terminated), bool(truncated))
         return self.draw(), float(reward), bool(terminated), bool(truncated), self._info(info)
 
     def render(self) -> np.ndarray:
@@ -161,6 +176,7 @@ class PendulumPixelsEnv(PixelObsMixin, PendulumEnv):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+    reset_options = ("x_init", "y_init")
 
     def __init__(self, size: int = 64, render_mode: str | None = None, g: float = 10.0) -> None:
         super().__init__(render_mode=render_mode, g=g)

@@ -83,6 +83,9 @@ class CollectConfig:
     device: str = "auto"
     """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N. Runs an SB3
     --policy."""
+    trust_pickle: bool = False
+    """Load an SB3 --policy zip with SB3's own loader, which unpickles (runs code from) the
+    file: only for files you trust. By default only its weights are read."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -304,7 +307,8 @@ def collect(cfg: CollectConfig, policy: PolicyFn | None = None) -> CollectSummar
             meta = existing.storage.metadata
             started = int(meta.get("vwm_episodes_started", existing.total_episodes))
         run_seed = int(np.random.SeedSequence([cfg.seed, started]).generate_state(1)[0])
-        policy_fn = policy if policy is not None else make_policy(cfg.policy, envs, run_seed, device)
+        policy_fn = policy if policy is not None else make_policy(cfg.policy, envs, run_seed, device,
+                                                                 cfg.trust_pickle)
         algorithm = getattr(policy_fn, "__name__", type(policy_fn).__name__)
         writer = _Writer(cfg, envs, root, algorithm)
         added, videos, started, seconds = _record(cfg, envs, policy_fn, writer, started)

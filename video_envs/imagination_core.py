@@ -326,12 +326,29 @@ def build_core(
 
 
 def seeds_for_rows(seed: int | Sequence[int | None] | None, num_rows: int) -> list[int | None]:
-    """Per-row seeds: ``s + i`` for an int, a list as is (checked), Nones for None."""
+    """Per-row seeds: ``s + i`` for an int, a list as is (checked), Nones for None.
+
+    Seeds are non-negative integers (Gymnasium's rule): anything else raises a TypeError or
+    ValueError naming it.
+    """
     if seed is None:
         return [None] * num_rows
-    if isinstance(seed, (int, np.integer)):
-        return [int(seed) + i for i in range(num_rows)]
-    seeds = list(seed)
-    if len(seeds) != num_rows:
-        raise ValueError(f"got {len(seeds)} seeds for {num_rows} envs")
+    if _is_int(seed):
+        seeds: list[Any] = [int(seed) + i for i in range(num_rows)]
+    elif isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)):
+        seeds = list(seed)
+        if len(seeds) != num_rows:
+            raise ValueError(f"got {len(seeds)} seeds for {num_rows} envs")
+    else:
+        raise TypeError(f"seed must be an int, {num_rows} ints (or Nones) or None, got {seed!r:.80}")
+    bad = [s for s in seeds if s is not None and not _is_int(s)]
+    if bad:
+        raise TypeError(f"seeds must be ints or None, got {bad[0]!r:.80}")
+    negative = [s for s in seeds if s is not None and s < 0]
+    if negative:
+        raise ValueError(f"seeds must be >= 0, got {negative[0]}")
     return [None if s is None else int(s) for s in seeds]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

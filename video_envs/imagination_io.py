@@ -4,8 +4,9 @@
   `ImaginationSource`; `as_context_bank` and `task_time_limit` help it.
 - Spaces: `action_space_from_spec`, `pixel_space`, `latent_space` build the imagined env's
   spaces from a model's spec; `check_real_spaces` checks a real env against it.
-- Validation: `validate_actions` and `validate_context` check what callers hand the front
-  ends and convert it to the batched arrays and tensors the core takes.
+- Validation: `validate_context` checks an explicit start context and converts it to the
+  batched tensors the core takes; actions are checked by `video_envs.validation`'s
+  `validate_actions` (re-exported here), shared with the real tasks.
 
 The core itself (`ImaginationCore`, its seeding scheme) lives in `video_envs.imagination_core`.
 """
@@ -21,6 +22,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
+from video_envs.validation import validate_actions as validate_actions  # re-exported
 from world_models.action_map import apply_action_mode
 from world_models.base import ModelSpec, WorldModel
 from world_models.checkpoint import CheckpointError, ContextBank, load_checkpoint
@@ -143,35 +145,6 @@ def check_real_spaces(spec: ModelSpec, observation_space: spaces.Space, action_s
 
 
 # ------------------------------------------------------------------ validation
-def validate_actions(actions: Any, space: spaces.Space, batch: int | None) -> np.ndarray:
-    """Check actions against the single-env `space`; `batch` rows, or one action if None.
-
-    Returns an int64 (B,) / float32 (B, A) array (B = 1 for a single action). Raises a
-    `ValueError` naming the expected space on a wrong shape, dtype or range.
-    """
-    where = "action" if batch is None else f"actions for {batch} envs"
-    arr = np.asarray(actions)
-    lead = () if batch is None else (batch,)
-    if isinstance(space, spaces.Discrete):
-        if arr.dtype.kind not in "iu":
-            raise ValueError(f"{where} must be integers in {space}, got dtype {arr.dtype} ({actions!r:.80})")
-        if arr.shape != lead:
-            raise ValueError(f"{where} must have shape {lead} in {space}, got shape {arr.shape}")
-        low, high = int(space.start), int(space.start + space.n)
-        if arr.size and (arr.min() < low or arr.max() >= high):
-            raise ValueError(f"{where} out of range for {space}: {actions!r:.80}")
-        return (arr.astype(np.int64) - low).reshape(-1)
-    assert isinstance(space, spaces.Box)
-    if arr.dtype.kind not in "fiu":
-        raise ValueError(f"{where} must be numbers in {space}, got dtype {arr.dtype}")
-    if arr.shape != lead + space.shape:
-        raise ValueError(f"{where} must have shape {lead + space.shape} in {space}, got shape {arr.shape}")
-    arr = arr.astype(np.float32)
-    if not np.all(np.isfinite(arr)) or np.any(arr < space.low) or np.any(arr > space.high):
-        raise ValueError(f"{where} out of range for {space}: {actions!r:.80}")
-    return arr.reshape((-1,) + space.shape)
-
-
 def validate_context(context: Any, spec: ModelSpec, rows: int | None) -> tuple[Tensor, Tensor]:
     """An explicit start context ``{"frames": ..., "actions": ...}`` as batched tensors.
 

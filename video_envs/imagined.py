@@ -28,11 +28,16 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from video_envs.imagination_core import ImaginationCore, ObsMode, build_core, seeds_for_rows
-from video_envs.imagination_io import validate_actions, validate_context
+from video_envs.imagination_io import validate_context
+from video_envs.validation import EpisodeGuard, check_options, validate_actions
 from world_models.base import WorldModel
 from world_models.checkpoint import ContextBank
 
 RENDER_FPS = 30
+SINGLE_OPTIONS = ("context",)
+"""Keys `WorldModelEnv.reset` understands in ``options``."""
+VECTOR_OPTIONS = ("context", "reset_mask")
+"""Keys `WorldModelVectorEnv.reset` understands in ``options``."""
 
 
 class WorldModelEnv(gym.Env[np.ndarray, Any]):
@@ -82,6 +87,7 @@ class WorldModelEnv(gym.Env[np.ndarray, Any]):
         self.obs_mode = obs_mode
         self.max_episode_steps = self.core.max_episode_steps
         self._seeded = False
+        self._episode = EpisodeGuard(type(self).__name__)
 
     @property
     def model(self) -> WorldModel:
@@ -92,25 +98,31 @@ class WorldModelEnv(gym.Env[np.ndarray, Any]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start from a bank context drawn by the seed, or ``options["context"]``."""
+        options = check_options(options, SINGLE_OPTIONS, type(self).__name__)
         super().reset(seed=seed)
         all_rows = np.ones(1, dtype=bool)
         if seed is not None or not self._seeded:
             key = seed if seed is not None else int(self.np_random.integers(0, 2**63 - 1))
             self.core.seed_rows(all_rows, [key])
             self._seeded = True
-        context = (options or {}).get("context")
+        context = options.get("context")
         batch_context = None if context is None else validate_context(context, self.core.spec, None)
         self.core.reset_rows(all_rows, batch_context)
+        self._episode.started()
         return self.core.observation()[0], {}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """One imagined step; ``info["cont_prob"]`` is the continue probability."""
-        if self.core.state is None:
-            raise gym.error.ResetNeeded("call reset() before step()")
+        """One imagined step; ``info["cont_prob"]`` is the continue probability.
+
+        Raises ``ResetNeeded`` before the first reset and once the episode has ended.
+        """
+        self._episode.check()
         act = validate_actions(action, self.action_space, None)  # (1,) or (1, A)
         out = self.core.step(act)
         info = {"cont_prob": float(out.cont_prob[0])}
-        return out.obs[0], float(out.reward[0]), bool(out.terminated[0]), bool(out.truncated[0]), info
+        terminated, truncated = bool(out.terminated[0]), bool(out.truncated[0])
+        self._episode.stepped(terminated, truncated)
+        return out.obs[0], float(out.reward[0]), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         """The decoded current frame, uint8 (H, W, C)."""
@@ -126,7 +138,8 @@ class WorldModelVectorEnv(VectorEnv):
     default, SAME_STEP or DISABLED). Infos: ``cont_prob`` (B,) with mask ``_cont_prob``;
     with SAME_STEP, finished rows also get ``final_obs`` / ``final_info`` (gymnasium 1.x).
     ``reset(options=)`` accepts ``"context"`` (per row (B, T, ...) or broadcast (T, ...))
-    and ``"reset_mask"`` (B,) bool, to reset some rows only.
+    and ``"reset_mask"`` (B,) bool, to reset some rows only. With DISABLED, stepping a row
+    whose episode ended before resetting it raises ``ResetNeeded``.
     """
 
     metadata = {
@@ -178,6 +191,7 @@ class WorldModelVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._autoreset = np.zeros(num_envs, dtype=bool)  # (B,) rows to reset on the next step
+        self._ended = np.zeros(num_envs, dtype=bool)  # (B,) DISABLED: finished rows not yet reset
         self._seeded = False
 
     @property
@@ -192,7 +206,7 @@ class WorldModelVectorEnv(VectorEnv):
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset all rows (or ``options["reset_mask"]``); row i is seeded with ``seed + i``."""
-        options = options or {}
+        options = check_options(options, VECTOR_OPTIONS, type(self).__name__)
         n = self.num_envs
         mask = np.ones(n, dtype=bool)
         if options.get("reset_mask") is not None:
@@ -222,12 +236,18 @@ class WorldModelVectorEnv(VectorEnv):
             batch_context = (frames, actions)
         self.core.reset_rows(mask, batch_context)
         self._autoreset[mask] = False
+        self._ended[mask] = False
         return self.core.observation(), {}
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every row at once, autoresetting per `autoreset_mode`."""
         if self.core.state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
+        if self._ended.any():
+            raise gym.error.ResetNeeded(
+                f"rows {np.flatnonzero(self._ended).tolist()} finished their episode and autoreset "
+                'is DISABLED: reset them (reset(options={"reset_mask": ...})) before step()'
+            )
         act = validate_actions(actions, self.single_action_space, self.num_envs)
         out = self.core.step(act)
         obs, reward, terminated, truncated = out.obs, out.reward, out.terminated, out.truncated
@@ -260,6 +280,7 @@ class WorldModelVectorEnv(VectorEnv):
                 out.cont_prob[done] = 1.0
         else:
             infos["_cont_prob"] = np.ones(self.num_envs, dtype=bool)
+            self._ended = terminated | truncated
         return obs, reward, terminated, truncated, infos
 
     def render(self) -> tuple[np.ndarray, ...] | None:

@@ -15,6 +15,7 @@ import numpy as np
 from gymnasium import spaces
 
 from video_envs.draw import upscale_indices, validate_size
+from video_envs.validation import EpisodeGuard, check_action, check_options
 
 PALETTE = np.array(
     [
@@ -81,6 +82,7 @@ class MinAtarPixelsEnv(gym.Env[np.ndarray, np.int64]):
         self._seeded = False
         self.action_space = spaces.Discrete(len(self._actions))
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
+        self._episode = EpisodeGuard(type(self).__name__)
 
     def draw(self, grid: np.ndarray | None = None) -> np.ndarray:
         """A new (size, size, 3) uint8 frame of `grid` (default: the current grid)."""
@@ -93,21 +95,24 @@ class MinAtarPixelsEnv(gym.Env[np.ndarray, np.int64]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start a new game; the game's RNG is reseeded from `seed` when one is given."""
+        """Start a new game; the game's RNG is reseeded from `seed` when one is given (no options)."""
+        check_options(options, (), type(self).__name__)
         super().reset(seed=seed)
         if seed is not None or not self._seeded:
             self.game.seed(int(self.np_random.integers(2**31 - 1)))
             self.game.last_action = 0
             self._seeded = True
         self.game.reset()
+        self._episode.started()
         grid = self.game.state()
         return self.draw(grid), {"grid": grid}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Apply one action; returns (frame, reward, terminated, False, info)."""
-        if not self.action_space.contains(action):
-            raise ValueError(f"action {action!r} not in {self.action_space}")
-        reward, done = self.game.act(self._actions[int(action)])
+        """Apply one checked action; returns (frame, reward, terminated, False, info)."""
+        self._episode.check()
+        action = check_action(action, self.action_space)
+        reward, done = self.game.act(self._actions[action])
+        self._episode.stepped(bool(done), False)
         grid = self.game.state()
         return self.draw(grid), float(reward), bool(done), False, {"grid": grid}
 

@@ -22,8 +22,8 @@ from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from video_envs.imagination_core import ObsMode
-from video_envs.imagination_io import validate_actions
 from video_envs.imagined import WorldModelVectorEnv
+from video_envs.validation import validate_actions
 from world_models.base import WorldModel
 from world_models.checkpoint import ContextBank
 

@@ -156,7 +156,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
     folder = resolve_checkpoint_dir(path)
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"corrupt checkpoint: cannot read {folder / CONFIG_FILE}: {error}") from None
     if not isinstance(config, dict) or "spec" not in config:
         raise CheckpointError(f"corrupt checkpoint: {folder / CONFIG_FILE} has no model spec")
@@ -198,7 +198,7 @@ def load_checkpoint(
     config = read_config(folder)
     try:
         spec = ModelSpec.from_dict(config["spec"])
-    except (TypeError, KeyError, ValueError) as error:
+    except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise CheckpointError(f"corrupt checkpoint: bad spec in {folder / CONFIG_FILE}: {error}") from None
     if expect_family is not None and spec.family != expect_family:
         raise CheckpointError(
@@ -209,14 +209,29 @@ def load_checkpoint(
             f"checkpoint {folder} was trained on task {config.get('task')!r}, "
             f"not on {expect_task!r}"
         )
-    model = build_model(spec)
+    try:
+        model = build_model(spec)
+    except ValueError as error:
+        raise CheckpointError(f"corrupt checkpoint: the spec in {folder / CONFIG_FILE}: {error}") from None
     load_weights(folder, model, ema=ema)  # type: ignore[arg-type]
     bank = _load_tensors(folder / CONTEXTS_FILE)
-    contexts = ContextBank(frames=bank["frames"], actions=bank["actions"])
-    if tuple(contexts.frames.shape[2:]) != tuple(spec.frame_shape):
+    if set(bank) != {"frames", "actions"}:
         raise CheckpointError(
-            f"corrupt checkpoint: context frames {tuple(contexts.frames.shape)} do not match "
-            f"the model's frame shape {spec.frame_shape}"
+            f"corrupt checkpoint: {folder / CONTEXTS_FILE} holds {sorted(bank)}, not frames and actions"
+        )
+    contexts = ContextBank(frames=bank["frames"], actions=bank["actions"])
+    frames, actions = contexts.frames, contexts.actions
+    if frames.dtype != torch.uint8 or tuple(frames.shape[2:]) != tuple(spec.frame_shape):
+        raise CheckpointError(
+            f"corrupt checkpoint: context frames {frames.dtype} {tuple(frames.shape)} in "
+            f"{folder / CONTEXTS_FILE} do not match the model's uint8 frames {spec.frame_shape}"
+        )
+    expected_actions = (*frames.shape[:2], *spec.action_shape())
+    if actions.dtype != spec.action_dtype() or tuple(actions.shape) != expected_actions:
+        raise CheckpointError(
+            f"corrupt checkpoint: context actions {actions.dtype} {tuple(actions.shape)} in "
+            f"{folder / CONTEXTS_FILE} do not match frames {tuple(frames.shape[:2])} of a "
+            f"{spec.action_kind} model"
         )
     model.to(resolve_device(device))
     model.eval()
@@ -238,8 +253,11 @@ def load_weights(path: str | Path, model: nn.Module, ema: bool = True) -> bool:
         load_model(model, str(file))
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"corrupt checkpoint: cannot read {file}: {error}") from None
-    except RuntimeError as error:
-        raise CheckpointError(f"corrupt checkpoint: {file} does not match its spec: {error}") from None
+    except RuntimeError as error:  # keys or shapes differ: say how, on one line
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()][1:3]
+        raise CheckpointError(
+            f"corrupt checkpoint: {file} does not match its spec ({' '.join(lines)[:200]})"
+        ) from None
     return use_ema
 
 

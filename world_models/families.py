@@ -88,6 +88,13 @@ def make_spec(
         raise ValueError(
             f"unknown hyper-parameters {unknown} for model family {family!r}; valid keys: {valid}"
         )
+    defaults = fam.default_hparams(preset)
+    for key, value in overrides.items():
+        if not _same_kind(value, defaults[key]):
+            raise ValueError(
+                f"hyper-parameter {key!r} of model family {family!r} must be of type "
+                f"{type(defaults[key]).__name__} like its default {defaults[key]!r}, got {value!r:.80}"
+            )
     spec = fam.make_spec(
         frame_shape=tuple(int(v) for v in frame_shape),  # type: ignore[arg-type]
         action_kind=action_kind,  # type: ignore[arg-type]
@@ -102,6 +109,32 @@ def make_spec(
     return spec
 
 
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether an override `value` has the JSON kind of the hyper-parameter's `default`."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
 def build_model(spec: ModelSpec) -> WorldModel:
-    """A freshly initialised model (an `nn.Module`) for `spec`."""
-    return get_family(spec.family).build(spec)
+    """A freshly initialised model (an `nn.Module`) for `spec`.
+
+    Hyper-parameters the family cannot build with (a negative width, a size its layers do not
+    divide) raise a ValueError naming the family, not an error from inside its layers.
+    """
+    family = get_family(spec.family)
+    try:
+        return family.build(spec)
+    except (RuntimeError, ValueError, TypeError, AssertionError, ZeroDivisionError, KeyError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(
+            f"cannot build a {spec.family!r} model from its hyper-parameters ({first:.200})"
+        ) from error

@@ -15,8 +15,10 @@ count every page it ever touched).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -188,12 +190,41 @@ def _build_cache(dataset_id: str, folder: Path, fingerprint: dict[str, Any]) -> 
         (tmp / "meta.json").write_text(json.dumps({**meta, "fingerprint": fingerprint}))
 
 
+@contextlib.contextmanager
+def _reading(dataset_id: str) -> Iterator[None]:
+    """Turn Minari's and h5py's errors on a corrupt or foreign dataset (truncated HDF5, bad
+    metadata.json, missing episodes) into a ValueError naming the dataset and its folder."""
+    try:
+        yield
+    except (OSError, KeyError, json.JSONDecodeError) as error:
+        from minari.storage import get_dataset_path
+
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(
+            f"cannot read Minari dataset {dataset_id!r} at {get_dataset_path(dataset_id)}: {first:.200} "
+            "(is it corrupt or truncated?)"
+        ) from None
+
+
+def _episodes(dataset: Any, dataset_id: str) -> Iterator[Any]:
+    """The dataset's episodes, read errors named as `_reading` does."""
+    with _reading(dataset_id):
+        iterator = iter(dataset.iterate_episodes())
+    while True:
+        with _reading(dataset_id):
+            episode = next(iterator, None)
+        if episode is None:
+            return
+        yield episode
+
+
 def _read_dataset(dataset_id: str, write) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Stream every episode's frames to `write(obs (N + 1, H, W, C))`; the small arrays."""
     import minari
     from gymnasium import spaces
 
-    dataset = minari.load_dataset(dataset_id)
+    with _reading(dataset_id):
+        dataset = minari.load_dataset(dataset_id)
     frame_shape = frame_shape_of(dataset.observation_space, dataset_id)
     action_space = dataset.action_space
     num_episodes = dataset.total_episodes
@@ -217,7 +248,7 @@ def _read_dataset(dataset_id: str, write) -> tuple[dict[str, Any], dict[str, np.
     terminated = np.zeros(num_frames, dtype=bool)  # (F,)
     offsets = np.zeros(num_episodes + 1, dtype=np.int64)  # (E + 1,)
     start = 0
-    for e, episode in enumerate(dataset.iterate_episodes()):
+    for e, episode in enumerate(_episodes(dataset, dataset_id)):
         obs = np.asarray(episode.observations)  # (N + 1, H, W, C) or (N + 1, H, W)
         n = len(episode.rewards)
         if obs.ndim == 3:

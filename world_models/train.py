@@ -45,11 +45,12 @@ from world_models.device import resolve_device
 from world_models.distributed import SINGLE, DistContext
 from world_models.evaluation import open_loop_metrics, open_loop_rollout
 from world_models.families import build_model, make_spec
+from world_models.option_checks import check_ranges
 from world_models.sources import MixedDataset, load_sources
 from world_models.trainer import WorldModelTrainer
 
-__all__ = ["LoopConfig", "TrainConfig", "WorldModelTrainer", "open_run", "run_training",
-           "train_from_config", "train_world_model"]
+__all__ = ["LoopConfig", "TrainConfig", "WorldModelTrainer", "check_loop_config", "open_run",
+           "run_training", "train_from_config", "train_world_model"]
 
 
 @dataclass
@@ -123,6 +124,19 @@ class TrainConfig(LoopConfig):
     """JSON object of hyper-parameter overrides, e.g. '{"deter": 256}'."""
     num_contexts: int = 256
     """Real start contexts stored in the checkpoint for imagined env resets."""
+
+
+LOOP_MINIMUMS = {"steps": 1, "max_seconds": 0, "batch_size": 1, "seq_len": 1, "warmup": 0, "seed": 0,
+                 "holdout_episodes": 0, "eval_every": 0, "eval_horizon": 1, "checkpoint_every": 1,
+                 "log_every": 1}
+"""Smallest value of each numeric `LoopConfig` option (`check_loop_config`)."""
+
+
+def check_loop_config(cfg: LoopConfig) -> None:
+    """ValueError naming an option of the training loop whose value cannot work."""
+    check_ranges(cfg, LOOP_MINIMUMS, positive=("lr", "grad_clip"))
+    if cfg.max_seconds == math.inf:
+        raise ValueError("--max-seconds must be finite (0: no limit)")
 
 
 def parse_overrides(text: str | dict[str, Any] | None, option: str = "--overrides") -> dict[str, Any]:
@@ -339,6 +353,8 @@ def run_training(
 def train_world_model(cfg: TrainConfig) -> Path:
     """Train (or resume) a world model; returns the checkpoint folder. Under torchrun this
     process is one rank of a data-parallel run (`world_models.distributed`)."""
+    check_loop_config(cfg)
+    check_ranges(cfg, {"num_contexts": 1, "video_size": 0})
     out = Path(cfg.out)
     context, device = distributed.init_distributed(resolve_device(cfg.device))
     torch.manual_seed(cfg.seed)

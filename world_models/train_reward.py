@@ -30,6 +30,7 @@ from world_models.overlay import RewardOverlayModel
 from world_models.sources import MixedDataset, load_sources
 from world_models.train import (
     LoopConfig,
+    check_loop_config,
     evaluate_fidelity,
     evaluation_data,
     open_run,
@@ -97,6 +98,7 @@ def _predictor_overrides(cfg: TrainRewardConfig) -> dict[str, Any]:
 
 def train_reward(cfg: TrainRewardConfig) -> Path:
     """Fit (or resume fitting) a reward predictor overlay; returns the composed checkpoint."""
+    check_loop_config(cfg)
     out = Path(cfg.out)
     context, device = init_distributed(resolve_device(cfg.device))
     torch.manual_seed(cfg.seed)

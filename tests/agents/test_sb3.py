@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.evaluate import FrameStackPolicy, LatentPolicy, evaluate_policy, load_policy, sidecar_path
+from agents.evaluate import FrameStackPolicy, LatentPolicy, evaluate_policy, load_policy
 from agents.sb3 import SB3Config, train_sb3_in_imagination, train_sb3_real
+from video_envs.sb3_zip import sidecar_path
 
 TASK = "vwm/CartPolePixels-v0"
 PENDULUM = "vwm/PendulumPixels-v0"

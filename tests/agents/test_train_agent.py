@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from agents.dreamer import DreamerPolicy
-from agents.evaluate import LatentPolicy, evaluate_policy, load_policy, sidecar_path
+from agents.evaluate import LatentPolicy, evaluate_policy, load_policy
 from agents.train_agent import TrainAgentConfig
 from benchmarks.cli import main as vwm
+from video_envs.sb3_zip import sidecar_path
 
 TASK = "vwm/CartPolePixels-v0"
 QUIET = ["--no-progress"]

@@ -45,6 +45,7 @@ def test_bench_and_run_pass_the_device_to_the_runner(argv, tmp_path, monkeypatch
 
     monkeypatch.setattr(runner, "execute", execute)
     monkeypatch.setattr(runner, "resolve_device", torch.device)  # no CUDA here: take the name as is
+    monkeypatch.setattr("world_models.device.resolve_device", torch.device)  # the CLI's early check
     with pytest.raises(_Stop):
         vwm([*argv, "--device", "cuda:7", "--no-progress", "--work" if argv[0] == "bench" else "--out",
              str(tmp_path), *(["--results", str(tmp_path / "r")] if argv[0] == "bench" else [])])

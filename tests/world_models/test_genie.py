@@ -181,7 +181,9 @@ def test_fit_actions_recovers_the_true_mapping(video_checkpoint, tmp_path):
     summary = train_sb3_in_imagination(str(path), SB3Config(
         algo="a2c", action_mode="latent", steps=20, num_envs=2, eval_episodes=1, progress=False),
         tmp_path / "agent")
-    assert isinstance(evaluate.load_sb3_policy(summary["path"]), evaluate.LatentActionPolicy)
+    from agents.sb3 import load_sb3_policy
+
+    assert isinstance(load_sb3_policy(summary["path"], dot.TASK), evaluate.LatentActionPolicy)
     result = evaluate_from_config(EvaluateConfig(task=dot.TASK, policy=summary["path"], episodes=2,
                                                  num_envs=2))
     assert len(result.returns) == 2

@@ -262,9 +262,9 @@ SUITES["planners"] = Suite(
 # the same random real steps (the dataset is shared across families) for the same training
 # wall-clock, then the same agents train and plan inside each. Hours on 2 cores.
 # Model families side by side (issue 9): the same 20k random real steps, each family trained
-# for the same 10 minutes of wall-clock, then PPO on its features and a planner inside it,
+# for the same 8 minutes of wall-clock, then PPO on its features and a planner inside it,
 # evaluated on the real task; one seed, since training the two models of each task dominates
-# the cost (about an hour and a half in all on 2 cores). The planner is small: one diffusion
+# the cost (about an hour and a quarter in all on 2 cores). The planner is small: one diffusion
 # step of 32 rows costs about 0.1 s, so horizon 6 x 1 iteration is about 0.6 s per real action.
 MINATAR_BREAKOUT = "vwm/MinAtarBreakout-v0"
 SUITES["families"] = Suite(
@@ -275,7 +275,7 @@ SUITES["families"] = Suite(
     budgets=(20_000,),
     families=("rssm", "diffusion"),
     settings=SuiteSettings(
-        eval_episodes=10, model_seconds=600.0, imagined_steps=50_000,
+        eval_episodes=10, model_seconds=480.0, imagined_steps=30_000,
         model_overrides={**SMALL_FRAMES,
                          # MinAtar is a 10x10 grid drawn in blocks: denoise at the native grid
                          f"diffusion@{MINATAR_BREAKOUT}": {"fold": 1, "native_grid": 10,

@@ -135,14 +135,16 @@ class WorldModelTrainer:
 
     @torch.no_grad()
     def _update_ema(self, trained_ids: set[int]) -> None:
-        """ema <- decay * ema + (1 - decay) * weights for the parameters the stage trains;
-        frozen parameters and buffers are copied (a frozen part, e.g. an autoencoder trained
-        in an earlier stage, is used exactly as the later stages were trained on it)."""
+        """ema <- d * ema + (1 - d) * weights for the parameters the stage trains, with d the
+        warmed-up decay `ema_decay_at`; frozen parameters and buffers are copied (a frozen
+        part, e.g. an autoencoder trained in an earlier stage, is used exactly as the later
+        stages were trained on it)."""
         if self.ema is None:
             return
+        decay = ema_decay_at(self.ema_decay, self.step)
         for averaged, current in zip(self.ema.parameters(), self.model.parameters(), strict=True):
             if id(current) in trained_ids:
-                averaged.lerp_(current, 1.0 - self.ema_decay)
+                averaged.lerp_(current, 1.0 - decay)
             else:
                 averaged.copy_(current)
         for averaged, current in zip(self.ema.buffers(), self.model.buffers(), strict=True):
@@ -192,3 +194,15 @@ class WorldModelTrainer:
             torch.cuda.set_rng_state_all([v for _, v in cuda])
         self.step = int(info["step"])
         self.seed = int(info.get("seed", self.seed))
+
+
+def ema_decay_at(decay: float, step: int) -> float:
+    """EMA decay used after update `step` (0-based): ``min(decay, (1 + step) / (10 + step))``.
+
+    The usual warm-up of an EMA (as in TensorFlow's ``ExponentialMovingAverage`` with
+    ``num_updates``): early averages forget the random initialisation quickly, so a short
+    CPU run's EMA weights are not mostly its initial weights (with a fixed 0.999, 500 steps
+    leave 0.999^500 = 61% of the initialisation in them).
+    """
+    return min(float(decay), (1.0 + step) / (10.0 + step))
+

@@ -226,3 +226,12 @@ def test_single_optimizer_state_of_older_runs_loads():
     assert trainer.step == 1
     assert torch.equal(trainer.optimizers[0].state_dict()["state"][0]["exp_avg"], tensors["optim.0.exp_avg"])
     trainer.update(data, 2, 2)
+
+
+def test_ema_decay_warms_up_to_the_declared_decay():
+    from world_models.trainer import ema_decay_at
+
+    assert ema_decay_at(0.999, 0) == pytest.approx(0.1)
+    assert ema_decay_at(0.999, 90) == pytest.approx(0.91)
+    assert ema_decay_at(0.999, 100_000) == 0.999
+    assert ema_decay_at(0.5, 1000) == 0.5

@@ -72,6 +72,8 @@ class DiffusionConfig:
     (0: all of them); caps the cost of long windows."""
     reward_scale: float = 1.0
     """Weight of the reward predictor's loss."""
+    predictor_lr: float = 1e-3
+    """Learning rate of the reward predictor (0: the run's --lr, like the denoiser)."""
     ema_decay: float = 0.999
     """Decay of the EMA weights the trainer keeps and imagination uses (0: none)."""
     latent_channels: int = 4
@@ -110,7 +112,7 @@ class DiffusionConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("native_grid", "targets_per_row", "vae_down", "offset_noise", "rollout_weight",
-                     "kl_weight", "reward_scale"):
+                     "kl_weight", "reward_scale", "predictor_lr"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.context_noise_prob <= 1.0:

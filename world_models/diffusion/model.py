@@ -197,13 +197,15 @@ class DiffusionWorldModel(nn.Module):
     # ----------------------------------------------------------------- training
     def training_stages(self) -> list[Stage]:
         """Pixel variant: one stage. Latent: "autoencoder" (VAE + reward predictor, vae_steps
-        steps), then "dynamics" (denoiser + reward predictor, VAE frozen)."""
+        steps), then "dynamics" (denoiser + reward predictor, VAE frozen). The reward predictor
+        trains at ``predictor_lr`` when set (its zero-initialised two-hot head is slow to
+        learn at the denoiser's rate in a short run)."""
+        predictor = ParamGroup(("predictor.",), lr=self.cfg.predictor_lr or None)
         if self.cfg.variant == "pixel":
-            return [Stage(name="dynamics")]
-        vae = ParamGroup(("space.", "predictor."))
-        dynamics = ParamGroup(("denoiser.", "predictor."))
-        return [Stage(name="autoencoder", steps=self.cfg.vae_steps, groups=(vae,)),
-                Stage(name="dynamics", groups=(dynamics,))]
+            return [Stage(name="dynamics", groups=(predictor, ParamGroup(("denoiser.",))))]
+        vae, dynamics = ParamGroup(("space.",)), ParamGroup(("denoiser.",))
+        return [Stage(name="autoencoder", steps=self.cfg.vae_steps, groups=(predictor, vae)),
+                Stage(name="dynamics", groups=(predictor, dynamics))]
 
     def compute_loss(self, batch: SequenceBatch, step: int = 0) -> tuple[Tensor, dict[str, float]]:
         """The current stage's loss plus the reward predictor's (weighted by reward_scale).

@@ -43,6 +43,7 @@ from video_envs.recorder import EpisodeRecorder
 from world_models.atomic import atomic_folder, recover_folder, write_json_atomic
 from world_models.checkpoint import ContextBank, load_checkpoint, load_trainer_state, save_checkpoint
 from world_models.families import build_model, make_spec
+from world_models.locks import run_folder_lock
 from world_models.train import WorldModelTrainer, parse_overrides, tensorboard_writer
 
 __all__ = ["OnlineConfig", "agent_dir", "load_chunks", "model_dir", "run_online"]
@@ -251,11 +252,17 @@ def _build(cfg: OnlineConfig, agent_cfg: DreamerConfig | None, out: Path, device
 
 
 def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dict[str, Any]:
-    """Run (or resume) the online loop; returns its progress record."""
+    """Run (or resume) the online loop; returns its progress record.
+
+    Holds the writer lock of ``cfg.out`` throughout (`world_models.locks`)."""
+    with run_folder_lock(cfg.out):
+        return _run_online(cfg, agent_cfg)
+
+
+def _run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None) -> dict[str, Any]:
     import video_envs  # noqa: F401
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
     loop, replay, spaces = _build(cfg, agent_cfg, out, device)
     progress, model, agent, recorder = loop.progress, loop.model, loop.agent, loop.recorder

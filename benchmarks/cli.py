@@ -9,6 +9,8 @@ import typing
 from typing import NamedTuple
 
 from benchmarks.cliargs import add_dataclass_arguments, dataclass_from_args
+from world_models.atomic import SaveError
+from world_models.locks import LockedError
 
 
 class Command(NamedTuple):
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dataclass_from_args(config_cls, args)
     try:
         result = function(cfg)
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, SaveError,
+            LockedError) as error:
         print(f"vwm {args.command}: error: {error}", file=sys.stderr)
         return 1
     return int(result) if isinstance(result, int) else 0

@@ -40,6 +40,7 @@ from world_models.checkpoint import (
 from world_models.data import SequenceDataset
 from world_models.evaluation import open_loop_metrics, open_loop_rollout
 from world_models.families import build_model, make_spec
+from world_models.locks import run_folder_lock
 from world_models.sources import MixedDataset, load_sources
 from world_models.trainer import WorldModelTrainer
 
@@ -323,7 +324,16 @@ def run_training(
 
 
 def train_world_model(cfg: TrainConfig) -> Path:
-    """Train (or resume) a world model; returns the checkpoint folder."""
+    """Train (or resume) a world model; returns the checkpoint folder.
+
+    Holds the writer lock of ``cfg.out`` (`world_models.locks`) throughout: a second process
+    training into the same folder is refused.
+    """
+    with run_folder_lock(cfg.out):
+        return _train_world_model(cfg)
+
+
+def _train_world_model(cfg: TrainConfig) -> Path:
     out = Path(cfg.out)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)

@@ -24,6 +24,7 @@ import torch
 from world_models.base import ModelSpec
 from world_models.checkpoint import CheckpointError, load_checkpoint, read_config, resolve_checkpoint_dir
 from world_models.families import build_model, make_spec
+from world_models.locks import run_folder_lock
 from world_models.overlay import RewardOverlayModel
 from world_models.sources import MixedDataset, load_sources
 from world_models.train import (
@@ -95,7 +96,14 @@ def _predictor_overrides(cfg: TrainRewardConfig) -> dict[str, Any]:
 
 
 def train_reward(cfg: TrainRewardConfig) -> Path:
-    """Fit (or resume fitting) a reward predictor overlay; returns the composed checkpoint."""
+    """Fit (or resume fitting) a reward predictor overlay; returns the composed checkpoint.
+
+    Holds the writer lock of ``cfg.out`` throughout (`world_models.locks`)."""
+    with run_folder_lock(cfg.out):
+        return _train_reward(cfg)
+
+
+def _train_reward(cfg: TrainRewardConfig) -> Path:
     out = Path(cfg.out)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)

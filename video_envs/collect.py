@@ -33,17 +33,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from video_envs.dataset_writer import (
-    LOCKS_FOLDER,
-    TMP_PREFIX,
-    DatasetWriter,
-    id_key,
-    minari_root,
-    recover_dataset,
-)
+from video_envs.dataset_writer import DatasetWriter, minari_root
 from video_envs.policies import PolicyFn, as_actions, make_policy
 from video_envs.recorder import Episode, EpisodeRecorder
-from world_models.locks import writer_lock
+from world_models.locks import DATASET_TMP_PREFIX as TMP_PREFIX
+from world_models.locks import dataset_lock, recover_dataset
 
 FLUSH_STEPS = 5000
 """Finished episodes are written to disk whenever this many steps are buffered."""
@@ -181,9 +175,7 @@ def collect(cfg: CollectConfig, policy: PolicyFn | None = None) -> CollectSummar
 
     _check_config(cfg)
     root = Path(get_dataset_path())  # honours MINARI_DATASETS_PATH
-    lock = root / LOCKS_FOLDER / f"{id_key(cfg.dataset)}.lock"
-    with writer_lock(root / cfg.dataset, f"dataset {cfg.dataset!r} ({root / cfg.dataset})",
-                     "; or choose another dataset id", lock_file=lock):
+    with dataset_lock(root, cfg.dataset):
         return _collect(cfg, policy, root)
 
 

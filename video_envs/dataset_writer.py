@@ -4,10 +4,10 @@ Episodes go into a dataset built in a hidden temporary folder of the Minari root
 ``--append``, a copy of the existing dataset is extended there) which is renamed into place
 at the end: a killed run leaves the dataset id absent or complete. The temporary folder is
 named after the dataset id and used only by the holder of the id's writer lock
-(``<root>/.vwm-locks/<id>.lock``), so the next writer knows one left behind is a killed
-run's: `recover_dataset` removes it and, when an append was killed between the two renames
-of its commit, puts the previous dataset back. A write that fails (full disk, read-only
-root) raises `world_models.atomic.SaveError` naming the dataset folder.
+(`world_models.locks.dataset_lock`), so the next writer knows one left behind is a killed
+run's: `world_models.locks.recover_dataset` removes it and, when an append was killed
+between the two renames of its commit, puts the previous dataset back. A write that fails
+(full disk, read-only root) raises `world_models.atomic.SaveError` naming the dataset folder.
 """
 
 from __future__ import annotations
@@ -25,15 +25,11 @@ import numpy as np
 
 from video_envs.recorder import Episode
 from world_models.atomic import saving, swap_in
+from world_models.locks import dataset_tmp_root
 
 if TYPE_CHECKING:
     from video_envs.collect import CollectConfig
 
-TMP_PREFIX = ".vwm-tmp-"
-"""Hidden folders of the Minari root used while writing (Minari skips hidden folders)."""
-
-LOCKS_FOLDER = ".vwm-locks"
-"""Hidden folder of the Minari root holding one writer lock file per dataset id."""
 
 
 def _to_buffer(episode: Episode) -> Any:
@@ -65,29 +61,6 @@ def minari_root(path: Path) -> Iterator[None]:
             os.environ["MINARI_DATASETS_PATH"] = old
 
 
-def id_key(dataset_id: str) -> str:
-    """`dataset_id` as one file name."""
-    return dataset_id.replace("/", "--")
-
-
-def tmp_root(root: Path, dataset_id: str) -> Path:
-    """The hidden folder of Minari root `root` where `dataset_id` is written before its commit
-    (only the holder of the id's lock uses it, so one left behind is a killed run's)."""
-    return root / f"{TMP_PREFIX}{id_key(dataset_id)}"
-
-
-def recover_dataset(root: Path, dataset_id: str) -> None:
-    """Undo what a killed writer of `dataset_id` left (call it holding the id's lock): put back
-    a dataset an append was replacing when killed between the two renames of its commit, and
-    remove the temporary folder."""
-    folder = tmp_root(root, dataset_id)
-    previous, final = folder / "previous", root / dataset_id
-    if not final.exists() and (previous / "data").is_dir():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        previous.rename(final)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 class DatasetWriter:
     """Writes episodes into a dataset inside a temporary root, then renames it into place.
 
@@ -96,7 +69,7 @@ class DatasetWriter:
     def __init__(self, cfg: CollectConfig, envs: gym.vector.VectorEnv, root: Path, algorithm: str):
         self.cfg, self.envs, self.root, self.algorithm = cfg, envs, root, algorithm
         self.final = root / cfg.dataset
-        self.tmp_root = tmp_root(root, cfg.dataset)
+        self.tmp_root = dataset_tmp_root(root, cfg.dataset)
         self.tmp = self.tmp_root / cfg.dataset
         self.dataset: Any = None
         with saving(self.final):

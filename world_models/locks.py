@@ -4,7 +4,7 @@
 the same lock gets a `LockedError` naming the folder and the holder (pid, command, start time)
 instead of interleaving its writes with the first one's. `vwm train-model`, `train-reward`,
 `train-agent --online` and `bench` lock their output folders; `vwm collect` locks the dataset id
-(`video_envs.collect`).
+(`dataset_lock`), whose temporary folder and crash recovery are defined here too.
 
 The lock is a POSIX record lock (``fcntl.lockf``) on the file, which the kernel drops when the
 holder exits or is killed (even with ``kill -9``): a lock file left behind by a dead process is
@@ -20,6 +20,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -173,3 +174,45 @@ def writer_lock(folder: str | os.PathLike, what: str | None = None, hint: str = 
 def run_folder_lock(out: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
     """The writer lock of run folder `out` (`writer_lock`), its error pointing at ``--out``."""
     return writer_lock(out, f"run folder {out}", "; or pick another --out")
+
+
+# ---------------------------------------------------------------------------- Minari datasets
+
+DATASET_LOCKS = ".vwm-locks"
+"""Hidden folder of a Minari root holding one writer lock file per dataset id."""
+
+DATASET_TMP_PREFIX = ".vwm-tmp-"
+"""Prefix of the hidden folders of a Minari root where datasets are written before their
+commit (Minari's listing skips hidden folders)."""
+
+
+def _id_key(dataset_id: str) -> str:
+    return dataset_id.replace("/", "--")
+
+
+def dataset_lock(root: str | os.PathLike, dataset_id: str) -> contextlib.AbstractContextManager[Path]:
+    """The writer lock of Minari dataset `dataset_id` under `root` (`writer_lock`; the lock
+    file is ``<root>/.vwm-locks/<id>.lock``, the dataset folder is not created)."""
+    root = Path(root)
+    return writer_lock(root / dataset_id, f"dataset {dataset_id!r} ({root / dataset_id})",
+                       "; or choose another dataset id",
+                       lock_file=root / DATASET_LOCKS / f"{_id_key(dataset_id)}.lock")
+
+
+def dataset_tmp_root(root: str | os.PathLike, dataset_id: str) -> Path:
+    """The hidden folder of Minari root `root` where `dataset_id` is written before its commit;
+    only the holder of `dataset_lock` uses it, so one found by the next holder is a killed
+    writer's."""
+    return Path(root) / f"{DATASET_TMP_PREFIX}{_id_key(dataset_id)}"
+
+
+def recover_dataset(root: str | os.PathLike, dataset_id: str) -> None:
+    """Undo what a killed writer of `dataset_id` left (call it holding `dataset_lock`): put
+    back the dataset an append was replacing when killed between the two renames of its
+    commit (``<tmp root>/previous``), then remove the temporary folder."""
+    folder = dataset_tmp_root(root, dataset_id)
+    previous, final = folder / "previous", Path(root) / dataset_id
+    if not final.exists() and (previous / "data").is_dir():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        previous.rename(final)
+    shutil.rmtree(folder, ignore_errors=True)

@@ -78,8 +78,9 @@ def _hook(owner: Any, attribute: str, describe: Any) -> None:
     original = getattr(owner, attribute)
 
     def hooked(*args: Any, **kwargs: Any) -> Any:
+        name = describe(*args)
         result = original(*args, **kwargs)
-        _event(describe(*args))
+        _event(name)
         return result
 
     setattr(owner, attribute, hooked)

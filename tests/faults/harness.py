@@ -102,21 +102,22 @@ def kill_points(seed: int, reference: Kill, count: int = 3) -> list[tuple[str, f
     return points
 
 
-def kill_then_finish(make_args, cwd: Path, env: dict[str, str], points: list[tuple[str, float]],
+def kill_then_finish(make_args, cwd: Path, env: dict[str, str] | None, points: list[tuple[str, float]],
                      check=None) -> list[tuple[Path, Kill, Kill]]:
     """For each kill point, in a fresh folder ``cwd/trial<i>``: run ``vwm make_args(folder,
     False)`` killed at the point, call ``check(folder, kill)``, then run ``vwm
-    make_args(folder, True)`` (the resuming command) to the end. Returns (folder, kill, end)
-    per point."""
+    make_args(folder, True)`` (the resuming command) to the end. `env` None: each trial gets
+    ``child_env(folder / "minari")``. Returns (folder, kill, end) per point."""
     trials = []
     for i, (kind, value) in enumerate(points):
         folder = cwd / f"trial{i}"
         folder.mkdir()
-        kill = kill_at(make_args(folder, False), folder, env, event=int(value) if kind == "event" else None,
-                       delay=value if kind == "time" else None)
+        trial_env = env if env is not None else child_env(folder / "minari")
+        kill = kill_at(make_args(folder, False), folder, trial_env,
+                       event=int(value) if kind == "event" else None, delay=value if kind == "time" else None)
         if check is not None:
             check(folder, kill)
-        trials.append((folder, kill, kill_at(make_args(folder, True), folder, env)))
+        trials.append((folder, kill, kill_at(make_args(folder, True), folder, trial_env)))
     return trials
 
 

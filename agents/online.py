@@ -40,7 +40,7 @@ from agents.evaluate import RandomPolicy, evaluate_policy
 from agents.online_progress import OnlineProgress
 from agents.replay import Replay, load_chunks, save_chunk
 from video_envs.recorder import EpisodeRecorder
-from world_models.atomic import atomic_folder, recover_folder, write_json_atomic
+from world_models.atomic import atomic_folder, recover_folder, remove_temporaries, write_json_atomic
 from world_models.checkpoint import ContextBank, load_checkpoint, load_trainer_state, save_checkpoint
 from world_models.families import build_model, make_spec
 from world_models.locks import run_folder_lock
@@ -208,6 +208,8 @@ def _build(cfg: OnlineConfig, agent_cfg: DreamerConfig | None, out: Path, device
     """A fresh loop, or the one saved in OUT/state."""
     space, frame_shape, spaces = _spaces(cfg.task)
     saved = recover_folder(state_dir(out))
+    for folder in (out, out / "replay"):  # what a killed commit left (we hold the lock)
+        remove_temporaries(folder)
     if saved is None and (out / "online.json").exists():
         raise ValueError(f"{out} holds an online run written by an older vwm; pick another --out")
     torch.manual_seed(cfg.seed)

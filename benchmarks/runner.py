@@ -32,6 +32,7 @@ from benchmarks.shared_model import (
     write_family_videos,
 )
 from benchmarks.suites import RunSpec, Suite, SuiteSettings, model_free, validate_suite
+from world_models.atomic import remove_temporaries
 from world_models.checkpoint import package_versions
 from world_models.locks import writer_lock
 
@@ -243,6 +244,8 @@ def run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool = True
 
 
 def _run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool, device: str) -> list[Path]:
+    for folder in (results_dir, results_dir / "videos"):  # left by a killed write
+        remove_temporaries(folder)
     paths = []
     specs = expand(suite)
     for i, spec in enumerate(specs, 1):

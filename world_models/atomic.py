@@ -3,7 +3,9 @@
 A process killed while writing leaves either the previous version or the new one, never a
 half-written file (design section 5). Files are replaced with one `os.replace`. Folders are
 built in a hidden sibling and swapped in with two renames; a kill between the two leaves
-``<name>.old`` next to the missing folder, which `recover_folder` puts back.
+``<name>.old`` next to the missing folder, which `recover_folder` puts back, and a kill
+while writing leaves a hidden temporary (``.<name>.<8 hex>.tmp...``), which
+`remove_temporaries` clears (readers skip hidden names).
 
 A write that fails (full disk, read-only folder, no permission) raises `SaveError`, naming the
 path and the cause, and leaves the previous version in place; the partial temporary is
@@ -81,6 +83,26 @@ def saving(path: str | os.PathLike) -> Iterator[None]:
         if converted is None or converted is error:
             raise
         raise converted from error
+
+
+TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp(\.[^.]+)?$")
+"""Names of the temporaries `atomic_file` and `atomic_folder` write before their rename."""
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries a killed writer left in `folder` (not recursive); returns them.
+
+    Call it only while no other process writes there (holding the folder's writer lock,
+    `world_models.locks`): a live writer's temporary looks the same.
+    """
+    folder = Path(folder)
+    found = [p for p in folder.iterdir() if TEMPORARY.match(p.name)] if folder.is_dir() else []
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return found
 
 
 def _tmp_sibling(path: Path, kind: str) -> Path:

@@ -2,8 +2,10 @@
 
 Used by the fault tests (`tests.faults.harness`). Each point where a write becomes durable
 is an *event*: a rename (``os.rename``/``os.replace``: the commit of an atomic file, or
-either rename of a folder swap), a safetensors file written (inside `save_checkpoint`, an
-agent save, a loop state commit) and an HDF5 file closed (Minari datasets). Environment:
+either rename of a folder swap), a file written with ``Path.write_bytes``/``write_text``
+(e.g. the temporary of an atomic JSON, before its rename), a safetensors file written (inside
+`save_checkpoint`, an agent save, a loop state commit) and an HDF5 file closed (Minari
+datasets). Environment:
 
 - ``VWM_EVENTS=FILE``: append one line per event, ``name<TAB>where`` (the innermost vwm
   functions on the stack), so an uninterrupted run lists its kill points;
@@ -11,7 +13,8 @@ agent save, a loop state commit) and an HDF5 file closed (Minari datasets). Envi
   ``VWM_PAUSE_MARK=FILE``: right after that event, write it to FILE and sleep until killed:
   the parent's SIGKILL then lands inside that write.
 
-It also registers the tiny benchmark suite ``faults`` (random and CEM on a 300-step model).
+It also registers two tiny benchmark suites: ``faults`` (random and CEM on a 300-step model)
+and ``faults-random`` (random, two seeds).
 """
 
 from __future__ import annotations
@@ -88,19 +91,27 @@ def _hook(owner: Any, attribute: str, describe: Any) -> None:
 
 def install() -> None:
     """Hook the events (see the module docstring)."""
+    import pathlib
+
     import h5py
     import safetensors.torch
 
     _hook(os, "rename", lambda src, dst, *_: f"rename {_base(src)} -> {_base(dst)}")
     _hook(os, "replace", lambda src, dst, *_: f"replace {_base(src)} -> {_base(dst)}")
+    _hook(pathlib.Path, "write_bytes", lambda path, *_: f"write {path.name}")
+    _hook(pathlib.Path, "write_text", lambda path, *_, **__: f"write {path.name}")
     _hook(safetensors.torch, "serialize_file", lambda _, file, *__: f"safetensors {_name(file)}")
     _hook(h5py.File, "close", lambda file: f"hdf5 {_name(file.filename) if file.id.valid else '?'}")
 
 
 def register_suite() -> None:
-    """The tiny suite ``faults``: random and CEM on CartPolePixels, one model of 300 steps."""
+    """The tiny suites ``faults`` (random and CEM on CartPolePixels, one model of 300 steps)
+    and ``faults-random`` (random, seeds 0 and 1)."""
     from benchmarks.suites import CARTPOLE, SUITES, Suite, SuiteSettings
 
+    SUITES["faults-random"] = Suite(name="faults-random", tasks=(CARTPOLE,), methods=("random",),
+                                    seeds=(0, 1), budgets=(300,), presets=("tiny",),
+                                    settings=SuiteSettings(eval_episodes=2))
     SUITES["faults"] = Suite(
         name="faults", tasks=(CARTPOLE,), methods=("random", "cem"), seeds=(0,), budgets=(300,),
         presets=("tiny",),

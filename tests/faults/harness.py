@@ -46,6 +46,7 @@ class Kill:
     ``finished`` when the child ended before the point came."""
     returncode: int | None = None
     stderr: str = ""
+    stdout: str = ""
     seconds: float = 0.0
     """Wall time of the child."""
     events: list[str] = field(default_factory=list)
@@ -62,12 +63,12 @@ def kill_at(args: list[str], cwd: Path, env: dict[str, str], event: int | str | 
     the K-th event mentioning TEXT) or after `delay` seconds; with neither, let it finish
     (an uninterrupted run, listing its events)."""
     stamp = time.monotonic_ns()
-    mark, log, err = (cwd / f"{kind}-{stamp}.txt" for kind in ("pause", "events", "stderr"))
+    mark, log, err, out = (cwd / f"{kind}-{stamp}.txt" for kind in ("pause", "events", "stderr", "stdout"))
     extra = {"VWM_PAUSE_AT": str(event), "VWM_PAUSE_MARK": str(mark)} if event else {}
     extra["VWM_EVENTS"] = str(log)
-    with open(err, "w") as stderr:
+    with open(err, "w") as stderr, open(out, "w") as stdout:
         child = subprocess.Popen([sys.executable, "-m", "tests.faults.child", *args], cwd=cwd,
-                                 env={**env, **extra}, stdout=subprocess.DEVNULL, stderr=stderr)
+                                 env={**env, **extra}, stdout=stdout, stderr=stderr)
     point = f"event {event}" if event else f"after {delay:.2f} s" if delay is not None else "none"
     start = time.monotonic()
     landed = "finished"
@@ -82,12 +83,13 @@ def kill_at(args: list[str], cwd: Path, env: dict[str, str], event: int | str | 
                 raise TimeoutError(f"vwm {args} neither paused nor finished in {timeout} s")
             time.sleep(0.02)
         events = [line.split("\t", 1)[1] for line in log.read_text().splitlines()] if log.exists() else []
-        return Kill(point, landed, child.returncode, err.read_text(), time.monotonic() - start, events)
+        return Kill(point, landed, child.returncode, err.read_text(), out.read_text(),
+                    time.monotonic() - start, events)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
-        for file in (mark, log, err):
+        for file in (mark, log, err, out):
             file.unlink(missing_ok=True)
 
 

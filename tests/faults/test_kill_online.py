@@ -16,7 +16,6 @@ from benchmarks.cli import main as vwm
 from tests.faults.harness import Kill, child_env, describe, kill_at, kill_points, kill_then_finish
 
 
-
 def online_args(out: Path, iterations: int = 3) -> list[str]:
     """A tiny online run: iterations of 100 real steps (the same command resumes it)."""
     return ["train-agent", "--online", "--task", "vwm/CartPolePixels-v0", "--out", str(out),
@@ -82,6 +81,7 @@ def test_kill_inside_the_state_commit_resumes_exactly(reference, tmp_path):
     done = kill_at(online_args(out, 2), tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert_same_run(reference(2), out)
+    assert sorted(p.name for p in out.iterdir()) == ["replay", "state"]  # no temporaries, no lock
 
 
 @pytest.mark.slow

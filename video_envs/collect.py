@@ -24,6 +24,7 @@ stays importable from here).
 from __future__ import annotations
 
 import difflib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from gymnasium import spaces
 from video_envs.dataset_writer import DatasetWriter, minari_root
 from video_envs.policies import PolicyFn, as_actions, make_policy
 from video_envs.recorder import Episode, EpisodeRecorder
+from world_models.atomic import saving
 from world_models.locks import DATASET_TMP_PREFIX as TMP_PREFIX
 from world_models.locks import dataset_lock, recover_dataset
 
@@ -174,7 +176,8 @@ def collect(cfg: CollectConfig, policy: PolicyFn | None = None) -> CollectSummar
     from minari.storage import get_dataset_path
 
     _check_config(cfg)
-    root = Path(get_dataset_path())  # honours MINARI_DATASETS_PATH
+    with saving(os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")):  # Minari creates it
+        root = Path(get_dataset_path())  # honours MINARI_DATASETS_PATH
     with dataset_lock(root, cfg.dataset):
         return _collect(cfg, policy, root)
 

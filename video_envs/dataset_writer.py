@@ -72,13 +72,17 @@ class DatasetWriter:
         self.tmp_root = dataset_tmp_root(root, cfg.dataset)
         self.tmp = self.tmp_root / cfg.dataset
         self.dataset: Any = None
-        with saving(self.final):
-            self.tmp_root.mkdir(parents=True)
-            if cfg.append and self.final.exists():
-                import minari
+        try:
+            with saving(self.final):
+                self.tmp_root.mkdir(parents=True)
+                if cfg.append and self.final.exists():
+                    import minari
 
-                shutil.copytree(self.final, self.tmp)
-                self.dataset = minari.MinariDataset(self.tmp / "data")
+                    shutil.copytree(self.final, self.tmp)
+                    self.dataset = minari.MinariDataset(self.tmp / "data")
+        except BaseException:
+            self.cleanup()  # a partial copy (on a full disk: give the space back)
+            raise
 
     def write(self, episodes: list[Episode]) -> None:
         """Add finished episodes to the temporary dataset."""

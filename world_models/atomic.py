@@ -49,12 +49,12 @@ permission, file size limit, I/O error)."""
 
 def _os_code(error: BaseException) -> int | None:
     """The OS error code of `error`: its ``errno``, or the one a library quotes in its message
-    (safetensors: ``(os error 28)``, HDF5: ``errno = 28``)."""
+    (safetensors: ``(os error 28)``, HDF5: ``errno = 28``, `shutil.copytree`: ``[Errno 28]``)."""
     code = getattr(error, "errno", None)
     if isinstance(code, int):
         return code
-    found = re.search(r"os error (\d+)|errno = (\d+)", str(error))
-    return int(found.group(1) or found.group(2)) if found else None
+    found = re.search(r"os error (\d+)|errno = (\d+)|\[Errno (\d+)\]", str(error))
+    return int(next(g for g in found.groups() if g)) if found else None
 
 
 def save_error(path: str | os.PathLike, error: BaseException) -> SaveError | None:
@@ -122,7 +122,8 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
             yield tmp
             os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # (a read-only file system refuses even this)
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

@@ -5,7 +5,7 @@ is an *event*: a rename (``os.rename``/``os.replace``: the commit of an atomic f
 either rename of a folder swap), a file written with ``Path.write_bytes``/``write_text``
 (e.g. the temporary of an atomic JSON, before its rename), a safetensors file written (inside
 `save_checkpoint`, an agent save, a loop state commit) and an HDF5 file closed (Minari
-datasets). Environment:
+datasets); also "locked FOLDER", right after a writer lock is taken. Environment:
 
 - ``VWM_EVENTS=FILE``: append one line per event, ``name<TAB>where`` (the innermost vwm
   functions on the stack), so an uninterrupted run lists its kill points;
@@ -89,8 +89,27 @@ def _hook(owner: Any, attribute: str, describe: Any) -> None:
     setattr(owner, attribute, hooked)
 
 
+def _hook_locks() -> None:
+    """An event right after `world_models.locks.writer_lock` takes a lock (before the
+    commands import it, so they get the hooked one)."""
+    import contextlib
+
+    from world_models import locks
+
+    original = locks.writer_lock
+
+    @contextlib.contextmanager
+    def hooked(folder: Any, *args: Any, **kwargs: Any) -> Any:
+        with original(folder, *args, **kwargs) as held:
+            _event(f"locked {_name(folder)}")
+            yield held
+
+    locks.writer_lock = hooked
+
+
 def install() -> None:
     """Hook the events (see the module docstring)."""
+    _hook_locks()
     import pathlib
 
     import h5py

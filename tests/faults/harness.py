@@ -93,6 +93,25 @@ def kill_at(args: list[str], cwd: Path, env: dict[str, str], event: int | str | 
             file.unlink(missing_ok=True)
 
 
+def start_paused(args: list[str], cwd: Path, env: dict[str, str], event: str,
+                 timeout: float = 300) -> subprocess.Popen:
+    """Start ``vwm ARGS`` and return once it pauses right after `event` (``TEXT#K``, as in
+    `kill_at`); the caller kills it."""
+    mark = cwd / f"pause-{time.monotonic_ns()}.txt"
+    child = subprocess.Popen([sys.executable, "-m", "tests.faults.child", *args], cwd=cwd,
+                             env={**env, "VWM_PAUSE_AT": event, "VWM_PAUSE_MARK": str(mark)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    start = time.monotonic()
+    while not mark.exists():
+        if child.poll() is not None:
+            raise AssertionError(f"vwm {args} ended before {event}: {child.stderr.read()}")
+        if time.monotonic() - start > timeout:
+            child.kill()
+            raise TimeoutError(f"vwm {args} did not reach {event} in {timeout} s")
+        time.sleep(0.02)
+    return child
+
+
 def kill_points(seed: int, reference: Kill, count: int = 3) -> list[tuple[str, float]]:
     """`count` seeded kill points for a command whose uninterrupted run was `reference`:
     event numbers among its events, and one timed kill between half and 95% of its wall time

@@ -1,11 +1,11 @@
 """Fixtures of the fault tests: a folder whose file system can be filled up or made read-only.
 
-As root (where ``chmod`` does not stop writes) the folder is a small tmpfs of its own: filled
-with a filler file it is a real full disk, remounted read-only a real read-only file system.
-Elsewhere, or where mounting is not allowed, a full disk is a file-size limit
-(``RLIMIT_FSIZE``: writing past it fails with EFBIG, in this process and in the children it
-starts) and a read-only folder is a ``chmod`` (skipped as root without tmpfs). Set
-``VWM_TEST_NO_TMPFS=1`` to try that fallback as root.
+As root the folder is a small tmpfs of its own: filled with a filler file it is a real full
+disk, remounted read-only a real read-only file system. Elsewhere, or where mounting is not
+allowed, a full disk is a file-size limit (``RLIMIT_FSIZE``: writing past it fails with
+EFBIG, in this process and in the children it starts) and a read-only folder is a ``chmod``
+(skipped where it does not stop writes: as root, unless CAP_DAC_OVERRIDE is dropped). Set
+``VWM_TEST_NO_TMPFS=1`` to try those fallbacks as root.
 """
 
 from __future__ import annotations
@@ -30,6 +30,21 @@ def _mount_tmpfs(folder: Path, size: str) -> bool:
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
                           capture_output=True)
     return done.returncode == 0
+
+
+def _chmod_stops_writes(folder: Path) -> bool:
+    """Whether a folder without write permission refuses new files here (not as plain root)."""
+    probe = folder / "probe"
+    probe.mkdir()
+    probe.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        (probe / "x").touch()
+    except PermissionError:
+        return True
+    finally:
+        probe.chmod(stat.S_IRWXU)
+        shutil.rmtree(probe)
+    return False
 
 
 class Disk:
@@ -58,8 +73,8 @@ class Disk:
         """Make the folder read-only (remount, or chmod every folder in it)."""
         if self.tmpfs:
             subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True)
-        elif os.geteuid() == 0:
-            pytest.skip("running as root without tmpfs: chmod does not stop root's writes")
+        elif not _chmod_stops_writes(self.path.parent):
+            pytest.skip("chmod does not stop writes here (root) and tmpfs cannot be mounted")
         else:
             for folder in [self.path, *(p for p in self.path.rglob("*") if p.is_dir())]:
                 self._modes[folder] = folder.stat().st_mode

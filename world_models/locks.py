@@ -132,8 +132,8 @@ def writer_lock(folder: str | os.PathLike, what: str | None = None, hint: str = 
     Raises `LockedError` when another process holds the lock (or this one already does), and
     `world_models.atomic.SaveError` when the lock file cannot be written (read-only folder,
     full disk): before any work is done. The lock file's folder is created if missing (so the
-    default one creates `folder`) and removed again when the block leaves it empty (a run
-    refused for bad options leaves nothing behind).
+    default one creates `folder`) and removed again when the block fails and leaves it empty
+    (a run refused for bad options leaves nothing behind).
     """
     folder = Path(folder)
     lock_file = Path(lock_file) if lock_file is not None else folder / LOCK_FILE
@@ -159,6 +159,7 @@ def writer_lock(folder: str | os.PathLike, what: str | None = None, hint: str = 
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps(_holder_info()).encode())
         yield folder
+        created = False  # the block went through: keep what it made, even empty
     finally:
         if fd is not None:
             with contextlib.suppress(OSError):

@@ -37,7 +37,8 @@ COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("command", [pytest.param(c, marks=pytest.mark.slow) if c in ("train-agent", "bench")
+                                     else c for c in COMMANDS])  # the same lock as train-model's
 def test_a_second_writer_is_refused_naming_the_holder(command, tmp_path):
     make_args, names = COMMANDS[command]
     env = child_env(tmp_path / "minari")

@@ -144,4 +144,10 @@ def kill_then_finish(make_args, cwd: Path, env: dict[str, str] | None, points: l
 
 def describe(kills: list[Kill]) -> str:
     """One line per kill: the point and where it landed (for test output and reports)."""
-    return "\n".join(f"{kill.point}: {kill.landed}" for kill in kills)
+    def where(kill: Kill) -> str:
+        if kill.landed != "running":
+            return kill.landed
+        last = kill.events[-1].split("\t")[0] if kill.events else "start"
+        return f"running, {len(kill.events)} events in (last: {last})"
+
+    return "\n".join(f"{kill.point}: {where(kill)}" for kill in kills)

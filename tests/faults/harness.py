@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,13 +27,6 @@ def child_env(minari_root: Path, **extra: str) -> dict[str, str]:
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                SDL_VIDEODRIVER="dummy", MINARI_DATASETS_PATH=str(minari_root), **extra)
     return env
-
-
-def vwm(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300,
-        **popen: object) -> subprocess.CompletedProcess:
-    """Run ``vwm ARGS`` (through the hooked child) to completion."""
-    return subprocess.run([sys.executable, "-m", "tests.faults.child", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout, **popen)  # type: ignore[call-overload]
 
 
 @dataclass
@@ -123,8 +117,9 @@ def kill_points(seed: int, reference: Kill, count: int = 3) -> list[tuple[str, f
     return points
 
 
-def kill_then_finish(make_args, cwd: Path, env: dict[str, str] | None, points: list[tuple[str, float]],
-                     check=None) -> list[tuple[Path, Kill, Kill]]:
+def kill_then_finish(make_args: Callable[[Path, bool], list[str]], cwd: Path, env: dict[str, str] | None,
+                     points: list[tuple[str, float]], check: Callable[[Path, Kill], None] | None = None,
+                     ) -> list[tuple[Path, Kill, Kill]]:
     """For each kill point, in a fresh folder ``cwd/trial<i>``: run ``vwm make_args(folder,
     False)`` killed at the point, call ``check(folder, kill)``, then run ``vwm
     make_args(folder, True)`` (the resuming command) to the end. `env` None: each trial gets

@@ -121,3 +121,17 @@ def test_train_model_cli_says_one_line_and_keeps_the_checkpoint(disk, mode, tmp_
     assert len(lines) == 1 and lines[0].startswith("vwm train-model: error: cannot write " + str(out)), lines
     assert "Traceback" not in done.stderr
     assert load_checkpoint(out).step == 2
+
+
+def test_collect_cli_into_a_read_only_folder_says_one_line(disk):
+    disk.block("read-only")
+    root = disk.path / "minari"  # not there yet: Minari's own makedirs fails first
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MINARI_DATASETS_PATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cli", "collect", "--task", "vwm/CartPolePixels-v0", "--dataset",
+         DATASET, "--steps", "10", "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+    disk.restore()
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"vwm collect: error: cannot write {root}"), lines[0]
+    assert not root.exists()

@@ -122,6 +122,23 @@ def _create_fd(lock_file: Path) -> int | None:
     return None
 
 
+def _open_locked(lock_file: Path) -> int | None:
+    """`_lock_fd`, or `_create_fd` where record locks are not supported; the folder is made
+    (again, when a failed run removed it meanwhile)."""
+    for _ in range(5):
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            try:
+                return _lock_fd(lock_file) if fcntl is not None else _create_fd(lock_file)
+            except OSError as error:
+                if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                return _create_fd(lock_file)
+        except FileNotFoundError:
+            continue
+    raise FileNotFoundError(f"{lock_file.parent} keeps disappearing")
+
+
 @contextlib.contextmanager
 def writer_lock(folder: str | os.PathLike, what: str | None = None, hint: str = "",
                 lock_file: str | os.PathLike | None = None) -> Iterator[Path]:
@@ -147,13 +164,7 @@ def writer_lock(folder: str | os.PathLike, what: str | None = None, hint: str = 
     fd = None
     try:
         with saving(lock_file):
-            lock_file.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = _lock_fd(lock_file) if fcntl is not None else _create_fd(lock_file)
-            except OSError as error:
-                if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                    raise
-                fd = _create_fd(lock_file)
+            fd = _open_locked(lock_file)
             if fd is None:
                 raise LockedError(what, read_holder(lock_file), hint)
             os.ftruncate(fd, 0)

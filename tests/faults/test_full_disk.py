@@ -82,7 +82,8 @@ def test_dataset_write_fails_clearly_and_keeps_the_dataset(disk, mode):
     disk.restore()
     assert _steps(root) == 200  # the dataset appended to is as it was
     assert not (root / "vwm/cartpole/other-v0").exists()
-    assert sorted(p.name for p in root.iterdir()) == ["vwm"]  # no temporary, no lock left
+    assert sorted(p.name for p in root.iterdir()) == [".vwm-locks", "vwm"]  # no temporary left
+    assert not list((root / ".vwm-locks").iterdir())  # no lock left
     assert _collect(root, append=True).total_episodes > 0 and _steps(root) == 400
 
 

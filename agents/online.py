@@ -40,10 +40,11 @@ from agents.evaluate import RandomPolicy, evaluate_policy
 from agents.online_progress import OnlineProgress
 from agents.replay import Replay, load_chunks, save_chunk
 from video_envs.recorder import EpisodeRecorder
-from world_models.atomic import atomic_folder, recover_folder, write_json_atomic
+from world_models.atomic import atomic_folder, recover_folder, remove_temporaries, write_json_atomic
 from world_models.checkpoint import ContextBank, load_checkpoint, load_trainer_state, save_checkpoint
 from world_models.device import resolve_device
 from world_models.families import build_model, make_spec
+from world_models.locks import run_folder_lock
 from world_models.train import WorldModelTrainer, parse_overrides, tensorboard_writer
 
 __all__ = ["OnlineConfig", "agent_dir", "load_chunks", "model_dir", "run_online"]
@@ -208,6 +209,8 @@ def _build(cfg: OnlineConfig, agent_cfg: DreamerConfig | None, out: Path, device
     """A fresh loop, or the one saved in OUT/state."""
     space, frame_shape, spaces = _spaces(cfg.task)
     saved = recover_folder(state_dir(out))
+    for folder in (out, out / "replay"):  # what a killed commit left (we hold the lock)
+        remove_temporaries(folder)
     if saved is None and (out / "online.json").exists():
         raise ValueError(f"{out} holds an online run written by an older vwm; pick another --out")
     torch.manual_seed(cfg.seed)
@@ -252,7 +255,14 @@ def _build(cfg: OnlineConfig, agent_cfg: DreamerConfig | None, out: Path, device
 
 
 def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dict[str, Any]:
-    """Run (or resume) the online loop; returns its progress record."""
+    """Run (or resume) the online loop; returns its progress record.
+
+    Holds the writer lock of ``cfg.out`` throughout (`world_models.locks`)."""
+    with run_folder_lock(cfg.out):
+        return _run_online(cfg, agent_cfg)
+
+
+def _run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None) -> dict[str, Any]:
     import video_envs  # noqa: F401
 
     out = Path(cfg.out)

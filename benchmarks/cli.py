@@ -9,6 +9,7 @@ import typing
 from typing import NamedTuple
 
 from benchmarks.cliargs import OneLineParser, add_dataclass_arguments, dataclass_from_args
+from world_models.locks import LockedError
 
 
 class Command(NamedTuple):
@@ -104,10 +105,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input (options, files, env ids), reported as one line with exit
     status 1: ValueError (CheckpointError included), OSError (missing or unreadable files),
-    FloatingPointError (a diverged run) and Gymnasium's errors (a bad seed, an unknown id)."""
+    FloatingPointError (a diverged run), Gymnasium's errors (a bad seed, an unknown id) and
+    `LockedError` (another process writes the same folder); `SaveError` is an OSError."""
     from gymnasium.error import Error as GymnasiumError
 
-    return (ValueError, OSError, FloatingPointError, GymnasiumError)
+    return (ValueError, OSError, FloatingPointError, GymnasiumError, LockedError)
 
 
 def main(argv: list[str] | None = None) -> int:

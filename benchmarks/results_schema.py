@@ -225,10 +225,12 @@ def family_video_stem(task: str, budget: int, preset: str, seed: int) -> str:
 def load_results(folder: str | os.PathLike) -> list[RunResult]:
     """Load every ``*.json`` under `folder` (recursively, sorted by path) as a `RunResult`.
 
-    Raises `FileNotFoundError` when the folder does not exist and `ValueError` naming the
-    file when one is not a valid result.
+    Hidden files and folders are skipped: they are the temporaries of atomic writes (a run
+    killed while saving its result leaves one behind). Raises `FileNotFoundError` when the
+    folder does not exist and `ValueError` naming the file when one is not a valid result.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"results folder {str(folder)!r} does not exist")
-    return [RunResult.load(p) for p in sorted(folder.rglob("*.json")) if p.is_file()]
+    return [RunResult.load(p) for p in sorted(folder.rglob("*.json"))
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)]

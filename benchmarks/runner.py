@@ -10,6 +10,7 @@ where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -31,8 +32,10 @@ from benchmarks.shared_model import (
     write_family_videos,
 )
 from benchmarks.suites import RunSpec, Suite, SuiteSettings, model_free, validate_suite
+from world_models.atomic import remove_temporaries
 from world_models.checkpoint import package_versions
 from world_models.device import resolve_device
+from world_models.locks import writer_lock
 
 
 def expand(suite: Suite) -> list[RunSpec]:
@@ -231,10 +234,22 @@ def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel,
 def run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool = True,
               device: str = "cpu") -> list[Path]:
     """Run every unfinished cell of `suite` with models on `device`; returns the result files
-    (finished and new)."""
+    (finished and new).
+
+    Holds the writer locks of `results_dir` and `work` (`world_models.locks`): a second suite
+    writing either folder is refused."""
+    hint = "; or pass other --results/--work folders"
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(writer_lock(results_dir, f"results folder {results_dir}", hint))
+        if Path(work).resolve() != Path(results_dir).resolve():
+            locks.enter_context(writer_lock(work, f"work folder {work}", hint))
+        return _run_suite(suite, results_dir, work, progress, device)
+
+
+def _run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool, device: str) -> list[Path]:
+    for folder in (results_dir, results_dir / "videos"):  # left by a killed write
+        remove_temporaries(folder)
     device = str(resolve_device(device))
-    results_dir.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
     paths = []
     specs = expand(suite)
     for i, spec in enumerate(specs, 1):

@@ -12,8 +12,11 @@ processes with ``--async``: the same episodes either way) and written with
 - Exactly `steps` transitions are stored: when the budget runs out, every unfinished
   episode with at least one step is stored too, its last step marked truncated.
 - Continuous actions are clipped to the action space before stepping and recording.
-- Writes are all-or-nothing: the dataset is built (or, with ``--append``, a copy of it is
-  extended) in a hidden temporary folder of the root and renamed into place at the end.
+- Writes are all-or-nothing (`video_envs.dataset_writer`): a killed run leaves the dataset id
+  absent or complete, a failed write (full disk, read-only root) raises
+  `world_models.atomic.SaveError` and leaves the dataset as it was.
+- One writer per dataset id: the run holds ``<root>/.vwm-locks/<id>.lock``
+  (`world_models.locks`), so a second `vwm collect` of the same id is refused.
 
 The ``--policy`` option becomes a batched policy in `video_envs.policies` (`make_policy`
 stays importable from here).
@@ -21,14 +24,9 @@ stays importable from here).
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
-import shutil
 import time
-import uuid
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,16 +35,16 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from video_envs.dataset_writer import DatasetWriter, minari_root
 from video_envs.policies import PolicyFn, as_actions, make_policy
 from video_envs.recorder import Episode, EpisodeRecorder
-from world_models.atomic import swap_in
+from world_models.atomic import saving
 from world_models.device import resolve_device
+from world_models.locks import DATASET_TMP_PREFIX as TMP_PREFIX
+from world_models.locks import dataset_lock, recover_dataset
 
 FLUSH_STEPS = 5000
 """Finished episodes are written to disk whenever this many steps are buffered."""
-
-TMP_PREFIX = ".vwm-tmp-"
-"""Hidden folders of the Minari root used while writing (Minari skips hidden folders)."""
 
 
 @dataclass
@@ -107,20 +105,6 @@ class CollectSummary(NamedTuple):
     """Wall time of the collection loop (env steps and policy)."""
     videos: tuple[Path, ...]
     """Videos written."""
-
-
-def _to_buffer(episode: Episode) -> Any:
-    """A Minari `EpisodeBuffer` of a recorded episode."""
-    from minari.data_collector import EpisodeBuffer
-
-    return EpisodeBuffer(
-        seed=episode.seed,
-        observations=np.stack(episode.obs),  # (N + 1, H, W, C)
-        actions=np.stack(episode.actions),  # (N,) or (N, A)
-        rewards=np.asarray(episode.rewards, dtype=np.float64),  # (N,)
-        terminations=np.asarray(episode.terminations, dtype=bool),  # (N,)
-        truncations=np.asarray(episode.truncations, dtype=bool),  # (N,)
-    )
 
 
 # ---------------------------------------------------------------------------- checks
@@ -190,87 +174,6 @@ def _check_append(dataset: Any, envs: gym.vector.VectorEnv, dataset_id: str) -> 
         )
 
 
-# ---------------------------------------------------------------------------- writing
-
-
-@contextlib.contextmanager
-def minari_root(path: Path) -> Iterator[None]:
-    """Point ``MINARI_DATASETS_PATH`` at `path` (made absolute: Minari mangles relative
-    roots) for the duration (not thread-safe)."""
-    old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(Path(path).resolve())
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["MINARI_DATASETS_PATH"]
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = old
-
-
-class _Writer:
-    """Writes episodes into a dataset inside a temporary root, then renames it into place."""
-
-    def __init__(self, cfg: CollectConfig, envs: gym.vector.VectorEnv, root: Path, algorithm: str):
-        self.cfg, self.envs, self.root, self.algorithm = cfg, envs, root, algorithm
-        self.final = root / cfg.dataset
-        self.tmp_root = root / f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}"
-        self.tmp = self.tmp_root / cfg.dataset
-        self.dataset: Any = None
-        self.tmp_root.mkdir(parents=True)
-        if cfg.append and self.final.exists():
-            import minari
-
-            shutil.copytree(self.final, self.tmp)
-            self.dataset = minari.MinariDataset(self.tmp / "data")
-
-    def write(self, episodes: list[Episode]) -> None:
-        """Add finished episodes to the temporary dataset."""
-        if not episodes:
-            return
-        import minari
-
-        buffers = [_to_buffer(e) for e in episodes]
-        if self.dataset is None:
-            with minari_root(self.tmp_root), warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=UserWarning, module="minari")
-                self.dataset = minari.create_dataset_from_buffers(
-                    self.cfg.dataset,
-                    buffers,
-                    env=self.envs.get_attr("spec")[0],  # the sub-env's spec, sync or async
-                    algorithm_name=self.algorithm,
-                    description=f"{self.cfg.task} recorded by `vwm collect` with {self.algorithm}",
-                    observation_space=self.envs.single_observation_space,
-                    action_space=self.envs.single_action_space,
-                    jpeg_encoding=self.cfg.jpeg,
-                )
-        else:
-            self.dataset.update_dataset_from_buffer(buffers)
-
-    def commit(self, metadata: dict[str, Any]) -> int:
-        """Rename the temporary dataset into place; returns its episode count."""
-        self.dataset.storage.update_metadata(metadata)
-        total = self.dataset.total_episodes
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        _ensure_namespace(self.cfg.dataset)
-        swap_in(self.tmp, self.final, old=self.tmp_root / "previous")  # append: the old copy goes
-        return total
-
-    def cleanup(self) -> None:
-        """Remove the temporary root (whatever happened)."""
-        shutil.rmtree(self.tmp_root, ignore_errors=True)
-
-
-def _ensure_namespace(dataset_id: str) -> None:
-    """Create the Minari namespace metadata of `dataset_id` in the real root, as Minari does."""
-    from minari.dataset.minari_dataset import parse_dataset_id
-    from minari.namespace import create_namespace, list_local_namespaces
-
-    namespace = parse_dataset_id(dataset_id)[0]
-    if namespace is not None and namespace not in list_local_namespaces():
-        create_namespace(namespace)
-
-
 # ---------------------------------------------------------------------------- collection
 
 
@@ -282,12 +185,21 @@ def collect(cfg: CollectConfig, policy: PolicyFn | None = None) -> CollectSummar
     task, a non-pixel task or a mismatch with the dataset appended to, and
     FileExistsError when the dataset exists and ``cfg.append`` is false.
     """
-    import minari
     from minari.storage import get_dataset_path
 
     _check_config(cfg)
+    with saving(os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")):  # Minari creates it
+        root = Path(get_dataset_path())  # honours MINARI_DATASETS_PATH
+    with dataset_lock(root, cfg.dataset):
+        return _collect(cfg, policy, root)
+
+
+def _collect(cfg: CollectConfig, policy: PolicyFn | None, root: Path) -> CollectSummary:
+    """`collect` once the dataset id is locked."""
+    import minari
+
     device = str(resolve_device(cfg.device))
-    root = Path(get_dataset_path())  # honours MINARI_DATASETS_PATH
+    recover_dataset(root, cfg.dataset)
     final = root / cfg.dataset
     existing = None
     if final.exists():
@@ -310,7 +222,7 @@ def collect(cfg: CollectConfig, policy: PolicyFn | None = None) -> CollectSummar
         policy_fn = policy if policy is not None else make_policy(cfg.policy, envs, run_seed, device,
                                                                  cfg.trust_pickle)
         algorithm = getattr(policy_fn, "__name__", type(policy_fn).__name__)
-        writer = _Writer(cfg, envs, root, algorithm)
+        writer = DatasetWriter(cfg, envs, root, algorithm)
         added, videos, started, seconds = _record(cfg, envs, policy_fn, writer, started)
         total = writer.commit({"vwm_episodes_started": started, "vwm_task": cfg.task})
     finally:
@@ -325,7 +237,7 @@ def _record(
     cfg: CollectConfig,
     envs: gym.vector.VectorEnv,
     policy: PolicyFn,
-    writer: _Writer,
+    writer: DatasetWriter,
     started: int,
 ) -> tuple[tuple[int, int], list[np.ndarray], int, float]:
     """The collection loop; returns ((episodes, steps) added, video frames, episodes started,
@@ -382,4 +294,5 @@ def collect_from_config(cfg: CollectConfig) -> None:
         print(f"video: {path}")
 
 
-__all__ = ["CollectConfig", "CollectSummary", "collect", "collect_from_config", "make_policy"]
+__all__ = ["TMP_PREFIX", "CollectConfig", "CollectSummary", "collect", "collect_from_config",
+           "make_policy", "minari_root"]

@@ -13,7 +13,9 @@ Layout of a checkpoint folder (design section 5)::
 
 `save_checkpoint` writes into ``<path>.tmp`` and swaps it in with renames, so a run killed
 while saving leaves the previous checkpoint intact (``<path>.old`` is picked up if the kill
-fell between the two renames).
+fell between the two renames). A save that fails (full disk, read-only folder) raises
+`world_models.atomic.SaveError` naming the folder and the cause, removes ``<path>.tmp`` and
+leaves the previous checkpoint as it was.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import Tensor, nn
 
-from world_models.atomic import swap_in
+from world_models.atomic import saving, swap_in
 from world_models.base import ModelSpec, WorldModel
 from world_models.device import resolve_device
 from world_models.families import build_model
@@ -130,25 +132,29 @@ def save_checkpoint(
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     full_config = {
         "format_version": FORMAT_VERSION,
         "spec": model.spec.to_dict(),
         "versions": package_versions(),
         **config,
     }
-    (tmp / CONFIG_FILE).write_text(json.dumps(full_config, indent=2, sort_keys=True))
-    save_model(model, str(tmp / MODEL_FILE))  # type: ignore[arg-type]
-    if ema_model is not None:
-        save_model(ema_model, str(tmp / EMA_FILE))
-    save_file(
-        {"frames": contexts.frames.cpu().contiguous(), "actions": contexts.actions.cpu().contiguous()},
-        str(tmp / CONTEXTS_FILE),
-    )
-    if trainer_state is not None:
-        save_file({k: v.cpu().contiguous() for k, v in trainer_state.items()}, str(tmp / TRAINER_FILE))
-    return swap_in(tmp, path)
+    try:
+        with saving(path):
+            shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while saving
+            tmp.mkdir(parents=True)
+            (tmp / CONFIG_FILE).write_text(json.dumps(full_config, indent=2, sort_keys=True))
+            save_model(model, str(tmp / MODEL_FILE))  # type: ignore[arg-type]
+            if ema_model is not None:
+                save_model(ema_model, str(tmp / EMA_FILE))
+            save_file({"frames": contexts.frames.cpu().contiguous(),
+                       "actions": contexts.actions.cpu().contiguous()}, str(tmp / CONTEXTS_FILE))
+            if trainer_state is not None:
+                save_file({k: v.cpu().contiguous() for k, v in trainer_state.items()},
+                          str(tmp / TRAINER_FILE))
+            return swap_in(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # give the space back; the old folder stays
+        raise
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -75,6 +75,12 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def is_rank_zero() -> bool:
+    """True unless torchrun started this process as a rank other than 0 (``RANK`` env var);
+    usable before the process group exists (e.g. to take a run folder's lock once)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def current_context() -> DistContext:
     """This process's place in the process group it joined (`SINGLE` when none)."""
     if not (dist.is_available() and dist.is_initialized()):

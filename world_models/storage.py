@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from world_models import locks
 from world_models.atomic import atomic_folder
 
 CACHE_VERSION = 1
@@ -127,6 +128,17 @@ def _fingerprint(dataset_id: str) -> dict[str, Any]:
     }
 
 
+def _recover(dataset_id: str) -> None:
+    """Put back a dataset that a `vwm collect --append` killed mid-commit left parked, unless
+    a live writer holds it (then its error names that writer)."""
+    from minari.storage import get_dataset_path
+
+    root = get_dataset_path()
+    if (locks.dataset_tmp_root(root, dataset_id) / "previous").is_dir():
+        with locks.dataset_lock(root, dataset_id):
+            locks.recover_dataset(root, dataset_id)
+
+
 def read_minari(
     dataset_id: str,
     expect_frame_shape: tuple[int, int, int] | None = None,
@@ -143,6 +155,8 @@ def read_minari(
     import minari
     from minari.storage import get_dataset_path
 
+    if not (Path(get_dataset_path(dataset_id)) / "data").is_dir():
+        _recover(dataset_id)
     if not (Path(get_dataset_path(dataset_id)) / "data").is_dir():
         local = sorted(minari.list_local_datasets())
         root = os.environ.get("MINARI_DATASETS_PATH", "~/.minari/datasets")

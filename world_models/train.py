@@ -12,6 +12,7 @@ continues bit-for-bit. That loop is `run_training`; `vwm train-reward`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -45,6 +46,7 @@ from world_models.device import resolve_device
 from world_models.distributed import SINGLE, DistContext
 from world_models.evaluation import open_loop_metrics, open_loop_rollout
 from world_models.families import build_model, make_spec
+from world_models.locks import run_folder_lock
 from world_models.option_checks import check_ranges
 from world_models.sources import MixedDataset, load_sources
 from world_models.trainer import WorldModelTrainer
@@ -352,9 +354,18 @@ def run_training(
 
 def train_world_model(cfg: TrainConfig) -> Path:
     """Train (or resume) a world model; returns the checkpoint folder. Under torchrun this
-    process is one rank of a data-parallel run (`world_models.distributed`)."""
+    process is one rank of a data-parallel run (`world_models.distributed`).
+
+    Holds the writer lock of ``cfg.out`` (`world_models.locks`) throughout: a second process
+    training into the same folder is refused (under torchrun, rank 0 holds it).
+    """
     check_loop_config(cfg)
     check_ranges(cfg, {"num_contexts": 1, "video_size": 0})
+    with run_folder_lock(cfg.out) if distributed.is_rank_zero() else contextlib.nullcontext():
+        return _train_world_model(cfg)
+
+
+def _train_world_model(cfg: TrainConfig) -> Path:
     out = Path(cfg.out)
     context, device = distributed.init_distributed(resolve_device(cfg.device))
     torch.manual_seed(cfg.seed)

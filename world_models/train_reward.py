@@ -13,6 +13,7 @@ its config.json records the base checkpoint, its task and its fidelity on the sa
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,8 +25,15 @@ import torch
 from world_models.base import ModelSpec
 from world_models.checkpoint import CheckpointError, load_checkpoint, read_config, resolve_checkpoint_dir
 from world_models.device import resolve_device
-from world_models.distributed import current_context, init_distributed, rank_zero_first, shutdown_distributed
+from world_models.distributed import (
+    current_context,
+    init_distributed,
+    is_rank_zero,
+    rank_zero_first,
+    shutdown_distributed,
+)
 from world_models.families import build_model, make_spec
+from world_models.locks import run_folder_lock
 from world_models.overlay import RewardOverlayModel
 from world_models.sources import MixedDataset, load_sources
 from world_models.train import (
@@ -97,8 +105,16 @@ def _predictor_overrides(cfg: TrainRewardConfig) -> dict[str, Any]:
 
 
 def train_reward(cfg: TrainRewardConfig) -> Path:
-    """Fit (or resume fitting) a reward predictor overlay; returns the composed checkpoint."""
+    """Fit (or resume fitting) a reward predictor overlay; returns the composed checkpoint.
+
+    Holds the writer lock of ``cfg.out`` throughout (`world_models.locks`; under torchrun,
+    rank 0 holds it)."""
     check_loop_config(cfg)
+    with run_folder_lock(cfg.out) if is_rank_zero() else contextlib.nullcontext():
+        return _train_reward(cfg)
+
+
+def _train_reward(cfg: TrainRewardConfig) -> Path:
     out = Path(cfg.out)
     context, device = init_distributed(resolve_device(cfg.device))
     torch.manual_seed(cfg.seed)

@@ -11,6 +11,7 @@ from agents.planning_config import PlannerConfig, format_planner_spec, parse_pla
 from agents.planning_math import plan_returns
 from tests.conftest import tiny_family_model
 from tests.synthetic import SyntheticWorldModel, synthetic_spec
+from world_models.families import family_names
 
 torch.set_num_threads(1)
 
@@ -282,9 +283,10 @@ def test_old_import_path_re_exports_the_split_modules():
 # --------------------------------------------------------------------------- plan_action
 
 
-@pytest.mark.parametrize("name", ["rssm", "windowed"])
+@pytest.mark.parametrize("name", ["windowed", *family_names()])
 @pytest.mark.parametrize("method", METHODS)
 def test_plan_action_returns_a_valid_seeded_action_on_any_family(name, method):
+    """Every planner runs on every registered family (diffusion, genie, overlay, rssm, ...)."""
     from agents.planning import plan_action
     model = tiny_family_model(name)
     frame = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)

@@ -73,6 +73,8 @@ def staged_rank(rank: int, world_size: int, init_file: str, out: str) -> None:
             if step == 2:
                 after_a = {k: v.clone() for k, v in model.state_dict().items()}
         torch.save({"final": model.state_dict(), "after_a": after_a}, f"{out}/rank{rank}.pt")
+        del trainer  # drop the DDP wrappers (and their reducer threads) before the group goes
+        dist.barrier()  # no rank tears the group down while another still talks to it
     finally:
         dist.destroy_process_group()
 

@@ -34,11 +34,10 @@ from world_models.distributed import (
 )
 from world_models.families import build_model, make_spec
 from world_models.locks import run_folder_lock
+from world_models.loop_config import LoopConfig, check_loop_config
 from world_models.overlay import RewardOverlayModel
 from world_models.sources import MixedDataset, load_sources
 from world_models.train import (
-    LoopConfig,
-    check_loop_config,
     evaluate_fidelity,
     evaluation_data,
     open_run,

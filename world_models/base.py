@@ -96,6 +96,13 @@ class ModelSpec:
     """Family-specific hyper-parameters (JSON-serialisable)."""
 
     def __post_init__(self) -> None:
+        # normalise what families and JSON hand in (lists, numpy ints) to the declared types
+        object.__setattr__(self, "frame_shape", tuple(int(v) for v in self.frame_shape))
+        object.__setattr__(self, "action_dim", int(self.action_dim))
+        for key in ("action_low", "action_high"):
+            value = getattr(self, key)
+            if value is not None:
+                object.__setattr__(self, key, tuple(float(v) for v in value))
         if not self.family:
             raise ValueError("ModelSpec.family must be a non-empty family name")
         if len(self.frame_shape) != 3 or min(int(v) for v in self.frame_shape) < 1:
@@ -119,11 +126,6 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         """Inverse of `to_dict`."""
-        data = dict(data)
-        data["frame_shape"] = tuple(data["frame_shape"])
-        for key in ("action_low", "action_high"):
-            if data.get(key) is not None:
-                data[key] = tuple(float(v) for v in data[key])
         return cls(**data)
 
     def action_shape(self) -> tuple[int, ...]:

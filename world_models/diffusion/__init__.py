@@ -50,26 +50,14 @@ def make_spec(
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown diffusion preset {preset!r}; known presets: {sorted(PRESETS)}")
-    if action_kind not in ("discrete", "continuous"):
-        raise ValueError(f"action_kind must be 'discrete' or 'continuous', got {action_kind!r}")
-    if action_dim < 1:
-        raise ValueError(f"action_dim must be >= 1, got {action_dim}")
-    frame_shape = tuple(int(v) for v in frame_shape)  # type: ignore[assignment]
-    if len(frame_shape) != 3:
-        raise ValueError(f"frame_shape must be (H, W, C), got {frame_shape}")
     cfg = PRESETS[preset].replace(overrides or {})
-    check_resolution(_working_shape(frame_shape, cfg), len(cfg.channels))
-    return ModelSpec(
-        family="diffusion",
-        frame_shape=frame_shape,
-        action_kind=action_kind,
-        action_dim=int(action_dim),
-        action_low=None if action_low is None else tuple(float(v) for v in action_low),
-        action_high=None if action_high is None else tuple(float(v) for v in action_high),
-        context_len=cfg.context_len,
-        feature_dim=cfg.feature_dim,
-        hparams=cfg.to_dict(),
+    spec = ModelSpec(  # checks the frame shape and the action space
+        family="diffusion", frame_shape=frame_shape, action_kind=action_kind, action_dim=action_dim,
+        action_low=action_low, action_high=action_high, context_len=cfg.context_len,
+        feature_dim=cfg.feature_dim, hparams=cfg.to_dict(),
     )
+    check_resolution(_working_shape(spec.frame_shape, cfg), len(cfg.channels))
+    return spec
 
 
 def build(spec: ModelSpec) -> DiffusionWorldModel:

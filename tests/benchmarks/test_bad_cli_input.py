@@ -100,19 +100,12 @@ def test_bad_arguments_give_one_line_errors(argv, code, fragment, tmp_path, monk
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory) -> tuple[Path, str]:
     """A Minari root holding a 60-step CartPole dataset of 16x16 frames."""
-    import os
-
-    from video_envs.collect import CollectConfig, collect
+    from video_envs.collect import CollectConfig, collect, minari_root
 
     root = tmp_path_factory.mktemp("minari_bad_cli")
-    saved = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    try:
+    with minari_root(root):  # restores MINARI_DATASETS_PATH, set or not
         collect(CollectConfig(task=CARTPOLE, dataset="vwm/cart/random-v0", steps=60, num_envs=2, size=16,
                               progress=False))
-    finally:
-        if saved is not None:
-            os.environ["MINARI_DATASETS_PATH"] = saved
     return root, "vwm/cart/random-v0"
 
 

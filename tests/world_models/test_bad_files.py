@@ -10,7 +10,6 @@ Checkpoint files are also cut at Hypothesis-chosen points.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 from pathlib import Path
@@ -164,17 +163,12 @@ def test_checkpoint_files_cut_anywhere_are_refused(file, checkpoints, tmp_path):
 @pytest.fixture(scope="module")
 def dataset_root(tmp_path_factory) -> Path:
     """A Minari root with one good 60-step CartPole dataset of 16x16 frames."""
-    from video_envs.collect import CollectConfig, collect
+    from video_envs.collect import CollectConfig, collect, minari_root
 
     root = tmp_path_factory.mktemp("minari_bad_files")
-    saved = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    try:
+    with minari_root(root):  # restores MINARI_DATASETS_PATH, set or not
         collect(CollectConfig(task=CARTPOLE, dataset="vwm/good/random-v0", steps=60, num_envs=2, size=16,
                               progress=False))
-    finally:
-        if saved is not None:
-            os.environ["MINARI_DATASETS_PATH"] = saved
     return root
 
 

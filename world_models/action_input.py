@@ -41,11 +41,9 @@ class ActionInput(nn.Module):
         """Encode `action`; where bool `known` (*lead) is False the input is all zero."""
         device = self.center.device
         if self.kind == "discrete":
-            index = action.to(device).long()
-            if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.dim):
-                raise ValueError(f"discrete actions must be in [0, {self.dim}), got "
-                                 f"{int(index.min())}..{int(index.max())}")
-            out = F.one_hot(index, self.dim).float()  # (*lead, A)
+            # no range check here (a host sync on every imagined step): envs validate actions
+            # at their boundary (video_envs.validation), and one_hot rejects bad indices
+            out = F.one_hot(action.to(device).long(), self.dim).float()  # (*lead, A)
         else:
             action = action.to(device=device, dtype=torch.float32)
             if action.shape[-1:] != (self.dim,):

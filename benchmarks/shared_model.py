@@ -15,6 +15,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -26,6 +27,8 @@ from video_envs.collect import minari_root
 from world_models.atomic import write_json_atomic
 from world_models.checkpoint import read_config
 
+HOLDOUT_EPISODES = 10
+"""Episodes of the shared data kept out of training; fidelity is measured on them."""
 TIMED_STEPS_CAP = 10**9
 """Step limit of a model trained for `SuiteSettings.model_seconds` (the clock stops it)."""
 
@@ -99,6 +102,7 @@ def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir
     done = load_shared(spec, work)
     if done is not None:
         return done
+    labels = settings.label_episodes.get(spec.family, 0)
     folder = shared_folder(spec, work)
     start = time.perf_counter()
     dataset = ensure_dataset(spec, work, progress, device)
@@ -110,19 +114,43 @@ def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir
             device=device, batch_size=settings.model_batch, seq_len=settings.model_seq, seed=spec.seed,
             eval_every=0, checkpoint_every=max(100, settings.model_steps // 5), resume=True,
             overrides=model_overrides(settings, spec.family, spec.task) or "", progress=progress,
-            holdout_episodes=10,
+            holdout_episodes=HOLDOUT_EPISODES, ignore_actions=labels > 0,
         )
         checkpoint = train_world_model(train_cfg)
+        config = read_config(checkpoint)
+        training = {"seconds": float(config.get("train_seconds", float("nan"))), "steps": int(config["step"]),
+                    "parameters": num_parameters(checkpoint)}
+        fidelity = config.get("eval")
+        if labels:
+            checkpoint, fidelity, fit = fit_labelled(checkpoint, dataset, labels, folder, spec.seed, device)
+            training.update(label_episodes=labels,
+                            label_probe_accuracy=fit.get("probe_accuracy", float("nan")))
     wall = time.perf_counter() - start
-    config = read_config(checkpoint)
-    training = {"seconds": float(config.get("train_seconds", float("nan"))), "steps": int(config["step"]),
-                "parameters": num_parameters(checkpoint)}
     throughput = measure_throughput(checkpoint, spec.task, settings.throughput_envs,
                                     settings.throughput_seconds, device, settings.pixel_throughput_envs)
     videos = write_dream_videos(checkpoint, spec, settings, results_dir, device)
-    shared = SharedModel(checkpoint, spec.budget, wall, config.get("eval"), throughput, videos, training)
+    shared = SharedModel(checkpoint, spec.budget, wall, fidelity, throughput, videos, training)
     write_json_atomic(folder / "shared.json", {**asdict(shared), "checkpoint": str(checkpoint)})
     return shared
+
+
+def fit_labelled(checkpoint: Path, dataset: str, episodes: int, folder: Path, seed: int,
+                 device: str = "cpu") -> tuple[Path, dict[str, float], dict[str, Any]]:
+    """Fit the real-action map of a model trained without actions on the first `episodes`
+    episodes of `dataset` (`vwm fit-actions`); returns (the composed checkpoint, its
+    open-loop fidelity on the held-out episodes in real actions, the fit summary)."""
+    from world_models.checkpoint import load_checkpoint
+    from world_models.data import SequenceDataset
+    from world_models.fit_actions import FitActionsConfig, fit_actions
+    from world_models.train import TrainConfig, evaluate_fidelity
+
+    fitted, summary = fit_actions(FitActionsConfig(checkpoint=str(checkpoint), dataset=dataset,
+                                                   episodes=episodes, out=str(folder / "fitted"),
+                                                   device=device))
+    model = load_checkpoint(fitted, device=device).model
+    holdout = SequenceDataset.from_minari(dataset, HOLDOUT_EPISODES).holdout
+    fidelity = evaluate_fidelity(model, holdout, model.spec.context_len, TrainConfig.eval_horizon, seed)
+    return fitted, fidelity, summary
 
 
 def measure_throughput(checkpoint: Path, task: str, num_envs: int, seconds: float = 2.0,

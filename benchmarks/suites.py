@@ -67,6 +67,11 @@ class SuiteSettings:
     family_videos: bool = False
     """Write one real | family A | family B ... video per (task, budget, preset, seed) from the
     shared models, after the runs (`benchmarks.shared_model.write_family_videos`)."""
+    label_episodes: dict[str, int] = field(default_factory=dict)
+    """Families whose shared model learns from the frames and rewards alone, as from
+    action-free video (``--ignore-actions``), and then gets its real-action map fitted on
+    this many labelled episodes of the same data (`vwm fit-actions`, LAPO), e.g.
+    ``{"genie": 5}``; only for families with latent actions."""
 
 
 @dataclass(frozen=True)
@@ -258,14 +263,12 @@ SUITES["planners"] = Suite(
     settings=SuiteSettings(eval_episodes=10, model_steps=1500,
                            model_overrides=SMALL_FRAMES, planner="horizon=15,candidates=128,iterations=3"),
 )
-# Model families side by side on the same data (design section 7): every family learns from
-# the same random real steps (the dataset is shared across families) for the same training
-# wall-clock, then the same agents train and plan inside each. Hours on 2 cores.
-# Model families side by side (issue 9): the same 20k random real steps, each family trained
-# for the same 8 minutes of wall-clock, then PPO on its features and a planner inside it,
-# evaluated on the real task; one seed, since training the two models of each task dominates
-# the cost (about an hour and a quarter in all on 2 cores). The planner is small: one diffusion
-# step of 32 rows costs about 0.1 s, so horizon 6 x 1 iteration is about 0.6 s per real action.
+# Model families side by side (issues 9, 10): the same 20k random real steps, each family
+# trained for the same 8 minutes of wall-clock, then PPO on its features and a planner inside
+# it, evaluated on the real task; one seed, since training the models of each task dominates
+# the cost (about 20 minutes per family and task on 2 cores). The planner is small: one
+# diffusion step of 32 rows costs about 0.1 s, so horizon 6 x 1 iteration is about 0.6 s per
+# real action.
 MINATAR_BREAKOUT = "vwm/MinAtarBreakout-v0"
 SUITES["families"] = Suite(
     name="families",
@@ -273,10 +276,13 @@ SUITES["families"] = Suite(
     methods=("random", "ppo_real", "cem", "ppo_imagined_latent"),
     seeds=(0,),
     budgets=(20_000,),
-    families=("rssm", "diffusion"),
+    families=("rssm", "diffusion", "genie"),
     settings=SuiteSettings(
         eval_episodes=10, model_seconds=480.0, imagined_steps=30_000,
-        model_overrides={**SMALL_FRAMES,
+        # genie learns as from action-free video, then fits its action map on 5 labelled
+        # episodes (issue 10's headline); its first two stages get ~40% of the 8 minutes
+        label_episodes={"genie": 5},
+        model_overrides={**SMALL_FRAMES, "genie": {"tokenizer_steps": 300, "lam_steps": 250},
                          # MinAtar is a 10x10 grid drawn in blocks: denoise at the native grid
                          f"diffusion@{MINATAR_BREAKOUT}": {"fold": 1, "native_grid": 10,
                                                            "channels": [64, 64]}},

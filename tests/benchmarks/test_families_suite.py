@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -51,3 +52,22 @@ def test_tiny_families_suite_writes_the_families_report_and_video(tmp_path, monk
     assert "| SSIM h1 |" in families_part and "| Termination precision |" in families_part
     assert "| Method | no model | rssm | windowed |" in families_part
     assert f"{stem}.gif" in families_part
+
+
+def test_label_episodes_train_a_family_on_frames_then_fit_its_actions(tmp_path, monkeypatch):
+    """A family listed in `label_episodes` learns without actions (as from video), then its
+    real-action map is fitted on that many labelled episodes; its agents act in real actions."""
+    suite = tiny_families_suite()
+    suite = replace(suite, families=("genie",), settings=replace(suite.settings, label_episodes={"genie": 2},
+                                                                  pixel_throughput_envs=()))
+    monkeypatch.setitem(SUITES, "families", suite)
+    results = tmp_path / "results"
+    assert vwm(["bench", "families", "--results", str(results), "--work", str(tmp_path / "work"),
+                "--no-progress"]) == 0
+    (run,) = [r for r in load_results(results) if r.method == "cem"]
+    assert run.family == "genie" and run.model_training["label_episodes"] == 2
+    assert 0.0 <= run.model_training["label_probe_accuracy"] <= 1.0
+    assert "psnr_h1" in run.fidelity
+    fitted = next((tmp_path / "work").glob("model__*genie*/fitted"))
+    config = json.loads((fitted / "config.json").read_text())
+    assert config["spec"]["hparams"]["action_mode"] == "real" and config["action_fit"]["episodes"] == 2

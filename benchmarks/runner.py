@@ -22,7 +22,14 @@ import torch
 
 from agents.evaluate import EvalResult, RandomPolicy, evaluate_policy, load_policy
 from benchmarks.benchio import hardware
-from benchmarks.results_schema import SCHEMA_VERSION, FinalEval, RunResult, config_hash, result_filename
+from benchmarks.results_schema import (
+    DEFAULT_FAMILY,
+    SCHEMA_VERSION,
+    FinalEval,
+    RunResult,
+    config_hash,
+    result_filename,
+)
 from benchmarks.shared_model import (
     SharedModel,
     ensure_model,
@@ -39,10 +46,12 @@ from world_models.locks import writer_lock
 
 
 def expand(suite: Suite) -> list[RunSpec]:
-    """Every run of a suite (validated), in a stable order."""
+    """Every run of a suite (validated), in a stable order. Model-free methods run once, named
+    under the default family whatever the suite's families (``--family genie`` reuses them)."""
     validate_suite(suite)
     return [
-        RunSpec(suite.name, task, method, seed, budget, preset, family)
+        RunSpec(suite.name, task, method, seed, budget, preset,
+                DEFAULT_FAMILY if model_free(method) else family)
         for task in suite.tasks
         for budget in suite.budgets
         for family in suite.families

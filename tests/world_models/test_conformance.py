@@ -39,9 +39,11 @@ from world_models.trainer import WorldModelTrainer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 TEST_FAMILIES = (SyntheticFamily(), WindowedFamily())
-MODE_VARIANTS = {"genie[latent]": ("genie", {"action_mode": "latent"})}
+MODE_VARIANTS = {"genie[latent]": ("genie", {"action_mode": "latent"}),
+                 "genie[vq]": ("genie", {"quantizer": "vq"})}
 """Extra parametrisations: a family built with hyper-parameter overrides (genie acting in
-its latent action space, Discrete(n_latent), besides its default real-action mode)."""
+its latent action space, Discrete(n_latent), besides its default real-action mode; genie
+with a learned VQ codebook instead of FSQ)."""
 FAMILY_NAMES = sorted(set(families.family_names()) | {f.name for f in TEST_FAMILIES} | set(MODE_VARIANTS))
 SIZE = 16
 ACTIONS = {"discrete": (3, None, None), "continuous": (1, (-1.0,), (1.0,))}

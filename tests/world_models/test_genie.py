@@ -21,6 +21,7 @@ from world_models.action_map import ActionMap
 from world_models.base import burn_in
 from world_models.checkpoint import ContextBank, load_checkpoint, save_checkpoint
 from world_models.genie.model import real_action_spec
+from world_models.genie.quantizers import make_quantizer
 from world_models.genie.tokenizer import Tokenizer
 from world_models.sampling import TorchNoise
 
@@ -73,9 +74,12 @@ def video_checkpoint(lam_model, tmp_path_factory) -> str:
     return str(path)
 
 
-def test_fsq_tokens_round_trip_and_codebook_is_used():
+@pytest.mark.parametrize("kind", ["fsq", "vq"])
+def test_tokens_round_trip_and_codebook_is_used(kind):
+    """FSQ (default) and the VQ option learn a tiny video; codes map back to their indices."""
     torch.manual_seed(0)
-    tokenizer = Tokenizer((dot.SIZE, dot.SIZE, 3), channels=16, patch=4, levels=(5, 4, 4))
+    quantizer = make_quantizer(kind, (5, 4, 4), vq_dim=4, vq_size=64)
+    tokenizer = Tokenizer((dot.SIZE, dot.SIZE, 3), channels=16, patch=4, quantizer=quantizer)
     frames, _ = dot.episodes(8, 4, seed=0)
     valid = torch.ones(8, 4, dtype=torch.bool)
     optimizer = torch.optim.Adam(tokenizer.parameters(), lr=3e-3)
@@ -86,11 +90,28 @@ def test_fsq_tokens_round_trip_and_codebook_is_used():
         optimizer.step()
     assert metrics["tokenizer_psnr"] > 20.0, metrics
     assert metrics["tokenizer_usage"] > 1 / tokenizer.vocab and metrics["tokenizer_perplexity"] > 1.5
+    tokenizer.eval()
     indices = tokenizer.encode(frames)  # (8, 4, N)
     assert indices.shape == (8, 4, 16) and indices.dtype == torch.int64
     codes = tokenizer.codes(indices)  # (8, 4, N, d)
-    assert torch.equal(tokenizer.fsq.codes_to_indices(codes.flatten(0, 1)).long().view_as(indices), indices)
+    assert codes.shape == (8, 4, 16, quantizer.dim)
+    if kind == "fsq":  # FSQ bounds its input before rounding: read indices back from the codes
+        again = quantizer.fsq.codes_to_indices(codes.flatten(0, 1))
+    else:  # a codebook vector is its own nearest code
+        _, again, _ = quantizer.quantize(codes.flatten(0, 1))
+    assert torch.equal(again.long().view_as(indices), indices)
     assert tokenizer.decode(indices).shape == frames.shape
+
+
+def test_a_frozen_vq_tokenizer_keeps_its_codebook():
+    """Once the tokenizer stage is over (parameters frozen), encoding in train mode must not
+    move the codebook, or the dynamics' tokens would drift under it."""
+    vq = make_quantizer("vq", (), vq_dim=4, vq_size=16)
+    tokenizer = Tokenizer((dot.SIZE, dot.SIZE, 3), channels=8, patch=4, quantizer=vq)
+    tokenizer.requires_grad_(False)
+    before = {k: v.clone() for k, v in tokenizer.state_dict().items()}
+    tokenizer.encode(dot.episodes(4, 3, seed=0)[0])
+    assert all(torch.equal(before[k], v) for k, v in tokenizer.state_dict().items())
 
 
 def test_latent_actions_separate_two_real_actions_without_labels(lam_model):

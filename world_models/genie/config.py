@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from world_models.genie.quantizers import QUANTIZERS
+
 ACTION_MODES: tuple[str, ...] = ("auto", "latent", "real")
 """Values of `GenieConfig.action_mode` ("auto" is resolved by `make_spec`)."""
 
@@ -29,8 +31,15 @@ class GenieConfig:
     """Pixels per token side: a power of 2 dividing the frame sides (64x64 -> 8x8 tokens)."""
     tok_channels: int = 32
     """Channels of the tokenizer's conv encoder and decoder."""
+    quantizer: str = "fsq"
+    """Token quantizer: "fsq" (Finite Scalar Quantization) or "vq" (a learned EMA codebook
+    with dead-code reset, as Genie's tokenizer)."""
     fsq_levels: tuple[int, ...] = (8, 6, 5)
-    """FSQ levels per token dimension; the token vocabulary is their product."""
+    """FSQ levels per token dimension; the FSQ token vocabulary is their product."""
+    vq_size: int = 256
+    """Codebook entries of the "vq" quantizer (its token vocabulary)."""
+    vq_dim: int = 8
+    """Width of a "vq" code vector (low-dimensional codes use the codebook better)."""
     fg_weight: float = 10.0
     """Extra weight of foreground pixels (away from the batch's per-pixel median) in the
     tokenizer's MSE; 0 gives plain MSE."""
@@ -98,7 +107,12 @@ class GenieConfig:
     @property
     def vocab(self) -> int:
         """Number of distinct tokens."""
-        return math.prod(self.fsq_levels)
+        return math.prod(self.fsq_levels) if self.quantizer == "fsq" else self.vq_size
+
+    @property
+    def token_dim(self) -> int:
+        """Width of a token's code vector (features hold one per token)."""
+        return len(self.fsq_levels) if self.quantizer == "fsq" else self.vq_dim
 
     def validate(self, frame_shape: tuple[int, int, int]) -> None:
         """ValueError for a frame size the tokenizer cannot patch, or bad settings."""
@@ -106,6 +120,8 @@ class GenieConfig:
         if self.patch < 1 or self.patch & (self.patch - 1) or h % self.patch or w % self.patch:
             raise ValueError(f"genie patch {self.patch} must be a power of 2 dividing the frame "
                              f"sides {h}x{w}")
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
         if self.action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
         if self.dyn_dim % self.dyn_heads:

@@ -27,8 +27,8 @@ State (fixed shape per row): ``tokens`` int64 (B, K, N) ring of token grids, ``a
 int64 (B, K) the code that led into each slot's frame (the start id n_latent for an episode's
 first frame), ``filled`` bool (B, K), ``pos`` int64 (B,) next slot to write (the oldest),
 ``frame`` uint8 (B, H, W, C) the newest frame (real or decoded), ``reward_h`` float32
-(B, hidden) the reward predictor's GRU state. Features: the FSQ codes of the newest token
-grid (N * d) followed by ``reward_h``.
+(B, hidden) the reward predictor's GRU state. Features: the code vectors of the newest
+token grid (N * d) followed by ``reward_h``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from world_models.batch import SequenceBatch
 from world_models.genie.config import GenieConfig
 from world_models.genie.dynamics import DynamicsTransformer, causal_allowed, mask_tokens, maskgit_sample
 from world_models.genie.latent_actions import LatentActionModel
+from world_models.genie.quantizers import make_quantizer
 from world_models.genie.tokenizer import Tokenizer
 from world_models.reward_predictor import RewardPredictor, RewardPredictorConfig
 from world_models.sampling import Noise, as_noise
@@ -74,7 +75,7 @@ def build_spec(family: str, frame_shape: tuple[int, int, int], real_action: dict
     if mode not in ("latent", "real"):
         raise ValueError(f"genie action_mode must be 'latent' or 'real', got {mode!r}")
     h, w, _ = frame_shape
-    feature_dim = (h // cfg.patch) * (w // cfg.patch) * len(cfg.fsq_levels) + cfg.reward_hidden
+    feature_dim = (h // cfg.patch) * (w // cfg.patch) * cfg.token_dim + cfg.reward_hidden
     hparams = dict(asdict(cfg), action_mode=mode, real_action=dict(real_action))
     if mode == "latent":
         action = {"action_kind": "discrete", "action_dim": cfg.n_latent, "action_low": None,
@@ -99,7 +100,8 @@ class GenieWorldModel(nn.Module):
         real = real_action_spec(spec)
         self.k, self.n_latent = cfg.context_len, cfg.n_latent
         self.ema_decay = 0.0
-        self.tokenizer = Tokenizer(frame_shape, cfg.tok_channels, cfg.patch, cfg.fsq_levels)
+        self.tokenizer = Tokenizer(frame_shape, cfg.tok_channels, cfg.patch,
+                                   make_quantizer(cfg.quantizer, cfg.fsq_levels, cfg.vq_dim, cfg.vq_size))
         self.lam = LatentActionModel(frame_shape, cfg.lam_channels, cfg.lam_levels, real)
         self.dynamics = DynamicsTransformer(cfg.vocab, self.tokenizer.num_tokens, cfg.n_latent,
                                             cfg.context_len, cfg.dyn_dim, cfg.dyn_layers, cfg.dyn_heads)
@@ -234,7 +236,7 @@ class GenieWorldModel(nn.Module):
         return Transition(self._push(state, new_tokens, code, frame, h), reward, cont)
 
     def features(self, state: State) -> Tensor:
-        """(B, N * d + hidden) float32: FSQ codes of the newest token grid and the reward GRU state."""
+        """(B, N * d + hidden) float32: codes of the newest token grid and the reward GRU state."""
         newest = (state["pos"] - 1) % self.k  # (B,)
         tokens = state["tokens"][torch.arange(newest.shape[0], device=newest.device), newest]  # (B, N)
         return torch.cat([self.tokenizer.codes(tokens).flatten(1), state["reward_h"]], 1).float()

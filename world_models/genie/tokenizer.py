@@ -1,13 +1,14 @@
-"""Per-frame video tokenizer: conv encoder -> FSQ tokens on a grid -> conv decoder.
+"""Per-frame video tokenizer: conv encoder -> FSQ (or VQ) tokens on a grid -> conv decoder.
 
-Quantisation is Finite Scalar Quantization (Mentzer et al. 2023, "Finite Scalar
-Quantization: VQ-VAE Made Simple", arXiv:2309.15505), taken from `vector-quantize-pytorch`
-(its ``FSQ``; 1.4 ms for 16k vectors of 3 dims on one CPU thread here, so no own copy):
-every token dimension is bounded and rounded to one of a few levels, so the implicit
-codebook cannot collapse the way a learned VQ codebook does, and its usage is still logged.
-Genie (arXiv:2402.15391) tokenizes with an ST-ViViT; a per-frame conv tokenizer is what the
-CPU probe of DESIGN section 9 used (25.6 dB on MinAtar Breakout in 700 steps), with the
-foreground-weighted MSE (`reconstruction_loss`) that made the difference there.
+Quantisation (`world_models.genie.quantizers`) is by default Finite Scalar Quantization
+(Mentzer et al. 2023, "Finite Scalar Quantization: VQ-VAE Made Simple", arXiv:2309.15505),
+taken from `vector-quantize-pytorch` (its ``FSQ``; 1.4 ms for 16k vectors of 3 dims on one
+CPU thread here, so no own copy): every token dimension is bounded and rounded to one of a
+few levels, so the implicit codebook cannot collapse the way a learned VQ codebook does, and
+its usage is still logged. Genie (arXiv:2402.15391) tokenizes with an ST-ViViT; a per-frame
+conv tokenizer is what the CPU probe of DESIGN section 9 used (25.6 dB on MinAtar Breakout
+in 700 steps), with the foreground-weighted MSE (`reconstruction_loss`) that made the
+difference there.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import math
 
 import torch
 from torch import Tensor, nn
-from vector_quantize_pytorch import FSQ
 
+from world_models.genie.quantizers import Quantizer
 from world_models.heads import masked_mean
 
 
@@ -67,13 +68,16 @@ def foreground_weights(frames: Tensor, valid: Tensor, fg_weight: float) -> Tenso
 
 
 def subsample_valid(mask: Tensor, limit: int) -> Tensor:
-    """Indices of at most `limit` rows drawn at random (global torch RNG) among the True rows
-    of `mask` (M,); every row when `limit` <= 0 or no more than `limit` are True. The choice
-    reads only the mask, so values hidden by it cannot change which rows are drawn."""
+    """Indices of the True rows of `mask` (M,), at most `limit` of them drawn at random
+    (global torch RNG; `limit` <= 0: all); every row when none is True (the caller's masked
+    loss is then 0). The choice reads only the mask, so values hidden by it cannot change
+    which rows are drawn."""
     rows = torch.arange(mask.shape[0], device=mask.device)
-    if limit <= 0 or int(mask.sum()) <= limit:
-        return rows
     valid = rows[mask]
+    if valid.numel() == 0:
+        return rows
+    if limit <= 0 or valid.numel() <= limit:
+        return valid
     return valid[torch.randperm(valid.shape[0])[:limit].to(mask.device)]
 
 
@@ -81,15 +85,14 @@ class Tokenizer(nn.Module):
     """Frames (..., H, W, C) uint8 <-> token indices (..., N) on an (H/patch, W/patch) grid."""
 
     def __init__(self, frame_shape: tuple[int, int, int], channels: int, patch: int,
-                 levels: tuple[int, ...]) -> None:
+                 quantizer: Quantizer) -> None:
         super().__init__()
         h, w, c = frame_shape
         self.grid = (h // patch, w // patch)
         self.stages = int(math.log2(patch))
-        self.dim = len(levels)
-        self.vocab = math.prod(levels)
+        self.quantizer = quantizer
+        self.dim, self.vocab = quantizer.dim, quantizer.vocab
         self.encoder = nn.Sequential(down_stages(c, channels, self.stages), nn.Conv2d(channels, self.dim, 1))
-        self.fsq = FSQ(levels=list(levels), preserve_symmetry=any(level == 2 for level in levels))
         self.decoder = nn.Sequential(nn.Conv2d(self.dim, channels, 1), nn.SiLU(),
                                      up_stages(channels, c, self.stages))
 
@@ -98,25 +101,25 @@ class Tokenizer(nn.Module):
         """N: tokens per frame."""
         return self.grid[0] * self.grid[1]
 
-    def quantize(self, frames: Tensor) -> tuple[Tensor, Tensor]:
-        """uint8 (M, H, W, C) -> (codes (M, N, d) in [-1, 1] with straight-through gradients,
-        indices (M, N) int64)."""
+    def quantize(self, frames: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """uint8 (M, H, W, C) -> (codes (M, N, d) with straight-through gradients, indices
+        (M, N) int64, the quantizer's auxiliary loss); `mask` (M,): rows a learned codebook
+        may learn from."""
         z = self.encoder(to_unit(frames) * 2.0 - 1.0)  # (M, d, h, w)
         z = z.flatten(2).transpose(1, 2)  # (M, N, d)
-        codes, indices = self.fsq(z)
-        return codes, indices.long()
+        return self.quantizer.quantize(z, mask)
 
     @torch.no_grad()
     def encode(self, frames: Tensor) -> Tensor:
         """uint8 (..., H, W, C) -> token indices (..., N) int64."""
         lead = frames.shape[:-3]
-        _, indices = self.quantize(frames.reshape(-1, *frames.shape[-3:]))
+        _, indices, _ = self.quantize(frames.reshape(-1, *frames.shape[-3:]))
         return indices.reshape(*lead, self.num_tokens)
 
     def codes(self, indices: Tensor) -> Tensor:
-        """Token indices (..., N) -> their FSQ codes (..., N, d) in [-1, 1]."""
+        """Token indices (..., N) -> their code vectors (..., N, d)."""
         flat = indices.long().reshape(-1, indices.shape[-1])  # (M, N): the library reads 3+ dims as images
-        return self.fsq.indices_to_codes(flat).reshape(*indices.shape, self.dim)
+        return self.quantizer.codes(flat).reshape(*indices.shape, self.dim)
 
     def render(self, codes: Tensor) -> Tensor:
         """Codes (M, N, d) -> images (M, C, H, W), unbounded (about [0, 1])."""
@@ -139,12 +142,12 @@ class Tokenizer(nn.Module):
         keep = subsample_valid(valid.flatten(), limit)
         flat = frames.flatten(0, 1)[keep]  # (M, H, W, C)
         mask = valid.flatten()[keep]  # (M,)
-        codes, indices = self.quantize(flat)
+        codes, indices, aux = self.quantize(flat, mask)
         recon = self.render(codes)  # (M, C, H, W)
         target = to_unit(flat)
         weights = foreground_weights(target, mask, fg_weight)  # (M, 1, H, W)
         err = ((recon - target).square() * weights).mean((1, 2, 3))  # (M,)
-        loss = masked_mean(err[None], mask[None])
+        loss = masked_mean(err[None], mask[None]) + aux
         with torch.no_grad():
             mse = masked_mean((recon.clamp(0, 1) - target).square().mean((1, 2, 3))[None], mask[None])
             used, perplexity = codebook_usage(indices[mask], self.vocab) if bool(mask.any()) else (0.0, 0.0)

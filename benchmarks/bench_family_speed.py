@@ -1,14 +1,14 @@
 """Imagination throughput of every model family and variant, against the real pixel task.
 
 Issue 9 target: the diffusion family at its fastest setting imagines at least 300 frames/s
-with 64 envs on 2 CPU cores. Every variant (the RSSM, the diffusion model in pixel and
-latent space with 1, 2 and 3 sampler steps, and whatever ``--variant`` adds) is built as an
-untrained checkpoint at the chosen preset (speed does not depend on the weights) and
-stepped through ``gym.make_vec("vwm/Imagined-v0", obs_mode="latent")`` with 1, 16 and 64
-envs and random actions; the real baseline is one ``vwm/CartPolePixels-v0`` env. The
-configurations run in interleaved rounds and the median over rounds is reported, as
-steps/s, as a ratio to the real task, and as a ratio to the RSSM at the same env count
-(all measured in the same run).
+with 64 envs on 2 CPU cores; issue 10 adds genie. Every variant (the RSSM, the diffusion
+model in pixel and latent space with 1, 2 and 3 sampler steps, genie with 1, 2, 4 and 8
+MaskGIT steps, and whatever ``--variant`` adds) is built as an untrained checkpoint at the
+chosen preset (speed does not depend on the weights) and stepped through
+``gym.make_vec("vwm/Imagined-v0", obs_mode="latent")`` with 1, 16 and 64 envs and random
+actions; the real baseline is one ``vwm/CartPolePixels-v0`` env. The configurations run in
+interleaved rounds and the median over rounds is reported, as steps/s, as a ratio to the
+real task, and as a ratio to the RSSM at the same env count (all measured in the same run).
 
 Run: ``python -m benchmarks.bench_family_speed [--preset small] [--envs 1,16,64]
 [--seconds S] [--rounds R] [--threads T] [--variant NAME=FAMILY:JSON ...] [--json PATH]``.
@@ -36,6 +36,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
        for n in (1, 2, 3)},
     **{f"diffusion-latent-{n}": ("diffusion", {"variant": "latent", "fold": 1, "sampling_steps": n})
        for n in (1, 2, 3)},
+    **{f"genie-maskgit-{n}": ("genie", {"maskgit_steps": n}) for n in (1, 2, 4, 8)},
 }
 """Name -> (family, hyper-parameter overrides) of the variants measured by default."""
 TARGET_FPS = 300.0

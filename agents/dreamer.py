@@ -3,8 +3,11 @@
 Hafner et al. 2023, "Mastering Diverse Domains through World Models" (arXiv:2301.04104),
 section "Actor-critic learning": imagined rollouts of horizon H from model states, lambda
 returns bootstrapped by a two-hot symlog critic regularised towards a slow EMA copy,
-returns normalised by the EMA of their 5th-95th percentile range, and a REINFORCE actor
-with entropy regularisation, so no gradient ever flows through the world model.
+returns normalised by the EMA of their 5th-95th percentile range (floor 1), and an actor
+with entropy regularisation that learns by REINFORCE for discrete actions and, as in the
+paper's 2023 recipe, by backpropagating the lambda-returns through the world model's
+dynamics for continuous ones (`DreamerConfig.continuous_grad`); the world model itself is
+never updated by the actor's loss.
 
 The agent sees `model.features(state)`, exactly what `vwm/Imagined-v0` gives in
 ``obs_mode="latent"``; on the real task `DreamerPolicy` filters real frames with the model
@@ -24,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from agents.actor import Actor, bounded_normal
 from agents.returns import ReturnNormalizer, lambda_returns
 from world_models.atomic import atomic_folder
 from world_models.base import ModelSpec, State, WorldModel
@@ -36,9 +40,11 @@ from world_models.checkpoint import (
     resolve_checkpoint_dir,
 )
 from world_models.filter import ModelFilter
-from world_models.heads import RewardHead, mlp, twohot_loss
+from world_models.heads import RewardHead, twohot_loss
 from world_models.imagine import imagine as imagine_rollout
-from world_models.sampling import Noise, as_noise
+
+__all__ = ["Actor", "DreamerAgent", "DreamerConfig", "DreamerPolicy", "Rollout", "bounded_normal",
+           "imagine", "is_dreamer_agent", "trajectory_weights"]
 
 
 @dataclass
@@ -75,6 +81,15 @@ class DreamerConfig:
     """Gradient-norm clip of actor and critic."""
     batch_size: int = 256
     """Imagined trajectories per update."""
+    continuous_grad: str = "backprop"
+    """Actor gradient for continuous actions: "backprop" (through the model's dynamics, the
+    DreamerV3 paper's recipe of 2023) or "reinforce" (its 2024 revision's); discrete actions
+    always use REINFORCE."""
+
+    def __post_init__(self) -> None:
+        if self.continuous_grad not in ("backprop", "reinforce"):
+            raise ValueError(f"continuous_grad must be 'backprop' or 'reinforce', "
+                             f"got {self.continuous_grad!r}")
 
 
 OPTIMIZERS = ("actor_opt", "critic_opt")
@@ -94,68 +109,18 @@ class Rollout(NamedTuple):
     """(H, B) probability the episode continues after s_{t+1}."""
 
 
-class Actor(nn.Module):
-    """Policy over model features: categorical with unimix, or bounded Gaussian."""
-
-    def __init__(self, feature_dim: int, spec: ModelSpec, cfg: DreamerConfig) -> None:
-        super().__init__()
-        self.discrete = spec.action_kind == "discrete"
-        self.cfg = cfg
-        out = spec.action_dim if self.discrete else 2 * spec.action_dim
-        self.net = mlp(feature_dim, cfg.hidden, cfg.layers, out)
-        if not self.discrete:
-            low = torch.tensor(spec.action_low, dtype=torch.float32)
-            high = torch.tensor(spec.action_high, dtype=torch.float32)
-            self.register_buffer("low", low)
-            self.register_buffer("high", high)
-
-    def distribution(self, features: Tensor) -> torch.distributions.Distribution:
-        """The action distribution at features (..., F) (continuous: in [-1, 1] space)."""
-        out = self.net(features)
-        if self.discrete:
-            probs = torch.softmax(out, -1)
-            probs = (1 - self.cfg.unimix) * probs + self.cfg.unimix / probs.shape[-1]
-            return torch.distributions.Categorical(probs=probs)
-        mean, std = out.chunk(2, -1)
-        mean = torch.tanh(mean)
-        std = (self.cfg.max_std - self.cfg.min_std) * torch.sigmoid(std + 2.0) + self.cfg.min_std
-        return torch.distributions.Independent(torch.distributions.Normal(mean, std), 1)
-
-    def sample(self, features: Tensor, noise: Noise | torch.Generator | None) -> Tensor:
-        """Sampled policy-space actions (B,) int64 or (B, A) in [-1, 1], drawn from `noise`."""
-        dist = self.distribution(features)
-        noise = as_noise(noise)
-        if self.discrete:
-            return noise.categorical(dist.probs)  # (B,) inverse CDF over (B, K)
-        base = dist.base_dist
-        eps = noise.normal(tuple(base.loc.shape), base.loc.device)  # (B, A)
-        return (base.loc + base.scale * eps).clamp(-1.0, 1.0)
-
-    def mode(self, features: Tensor) -> Tensor:
-        """The most likely policy-space action."""
-        dist = self.distribution(features)
-        if self.discrete:
-            return dist.probs.argmax(-1)
-        return dist.base_dist.loc
-
-    def to_env(self, action: Tensor) -> Tensor:
-        """Policy-space action -> the env's action (continuous: rescaled to [low, high])."""
-        if self.discrete:
-            return action
-        scaled = self.low + (action + 1.0) * 0.5 * (self.high - self.low)
-        return torch.minimum(torch.maximum(scaled, self.low), self.high)  # no rounding past a bound
-
-
 def imagine(
-    model: WorldModel, actor: Actor, start: State, horizon: int, generator: torch.Generator | None
+    model: WorldModel, actor: Actor, start: State, horizon: int, generator: torch.Generator | None,
+    grad: bool = False,
 ) -> tuple[Rollout, State]:
-    """Roll the actor out in the model for `horizon` steps from `start` (B rows)."""
+    """Roll the actor out in the model for `horizon` steps from `start` (B rows); with `grad`
+    the rollout keeps the graph from the actor's actions through the dynamics."""
 
     def act(features: Tensor) -> tuple[Tensor, Tensor]:
         action = actor.sample(features, generator)
         return action, actor.to_env(action)
 
-    out = imagine_rollout(model, start, act, horizon, generator)
+    out = imagine_rollout(model, start, act, horizon, generator, grad=grad)
     return Rollout(out.features, out.actions, out.rewards, out.continues), out.state  # type: ignore[arg-type]
 
 
@@ -186,27 +151,43 @@ class DreamerAgent(nn.Module):
             self.critic.parameters(), lr=self.cfg.critic_lr, eps=1e-5
         )
 
+    @property
+    def backprop(self) -> bool:
+        """Whether the actor learns by backpropagation through the dynamics (continuous
+        actions with ``continuous_grad="backprop"``); else by REINFORCE."""
+        return not self.actor.discrete and self.cfg.continuous_grad == "backprop"
+
     def update(self, rollout: Rollout) -> dict[str, float]:
-        """One actor and one critic step on an imagined rollout."""
+        """One actor and one critic step on an imagined rollout.
+
+        With `backprop` the rollout must carry its graph (``imagine(..., grad=True)``): the
+        actor then maximises the normalised lambda-return itself; only the actor's
+        parameters get gradients (the model's and the critic's are left untouched).
+        """
         cfg = self.cfg
-        feats = rollout.features  # (H+1, B, F)
-        with torch.no_grad():
-            values = self.critic.predict(feats)  # (H+1, B)
-            returns = lambda_returns(
-                rollout.rewards, values, rollout.continues, cfg.discount, cfg.lambda_
-            )  # (H, B)
-            weights = trajectory_weights(rollout.continues, cfg.discount)  # (H, B)
-            scale = self.normalizer.update(returns)
-            advantage = (returns - values[:-1]) / scale  # (H, B)
+        continues = rollout.continues.detach()  # (H, B)
+        with torch.set_grad_enabled(self.backprop):
+            values = self.critic.predict(rollout.features)  # (H+1, B)
+            returns = lambda_returns(rollout.rewards, values, continues, cfg.discount, cfg.lambda_)  # (H, B)
+        values, feats = values.detach(), rollout.features.detach()  # (H+1, B), (H+1, B, F)
+        weights = trajectory_weights(continues, cfg.discount)  # (H, B)
+        scale = self.normalizer.update(returns.detach())
+        advantage = (returns - values[:-1]) / scale  # (H, B); differentiable only for backprop
 
         dist = self.actor.distribution(feats[:-1])
-        log_prob = dist.log_prob(rollout.actions)  # (H, B)
         entropy = dist.entropy()  # (H, B)
-        actor_loss = -(weights * (log_prob * advantage + cfg.entropy * entropy)).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+        if self.backprop:
+            objective = advantage
+        else:
+            objective = dist.log_prob(rollout.actions.detach()) * advantage.detach()  # (H, B)
+        actor_loss = -(weights * (objective + cfg.entropy * entropy)).mean()
+        params = [p for p in self.actor.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(actor_loss, params, allow_unused=True)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         self.actor_opt.step()
+        returns = returns.detach()
 
         logits = self.critic(feats[:-1])  # (H, B, K)
         with torch.no_grad():
@@ -227,7 +208,7 @@ class DreamerAgent(nn.Module):
             "actor_loss": float(actor_loss.detach()),
             "critic_loss": float(critic_loss.detach()),
             "imagined_return": float(returns[0].mean()),
-            "imagined_reward": float(rollout.rewards.mean()),
+            "imagined_reward": float(rollout.rewards.detach().mean()),
             "entropy": float(entropy.detach().mean()),
             "return_scale": float(scale),
             "value": float(values.mean()),

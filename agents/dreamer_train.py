@@ -119,7 +119,7 @@ def train_in_imagination(
     bar = tqdm(range(updates), desc="dreamer", disable=not progress, leave=False)
     for i in bar:
         start = starts.state if isinstance(starts, ImaginedStarts) else starts()
-        rollout, end = imagine(model, agent.actor, start, agent.cfg.horizon, generator)
+        rollout, end = imagine(model, agent.actor, start, agent.cfg.horizon, generator, grad=agent.backprop)
         if isinstance(starts, ImaginedStarts):
             starts.advance(end, rollout.continues)
         metrics = agent.update(rollout)

@@ -188,9 +188,14 @@ def evaluate_policy(
     policy_name: str = "policy",
     progress: bool = False,
     env_kwargs: dict[str, Any] | None = None,
+    action_repeat: int = 1,
 ) -> EvalResult:
-    """Run `episodes` real episodes (seeds seed..seed+episodes-1) and collect their returns."""
+    """Run `episodes` real episodes (seeds seed..seed+episodes-1) and collect their returns.
+
+    `action_repeat` > 1 repeats each of the policy's actions (`video_envs.wrappers`), as the
+    policy was trained; returns stay those of the task."""
     import video_envs  # noqa: F401  (registers the tasks)
+    from video_envs.wrappers import make_task
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -205,7 +210,7 @@ def evaluate_policy(
         chunk = seeds[first : first + num_envs]
         n = len(chunk)
         envs = gym.vector.SyncVectorEnv(
-            [lambda: gym.make(task, **(env_kwargs or {})) for _ in range(n)],
+            [lambda: make_task(task, action_repeat, **(env_kwargs or {})) for _ in range(n)],
             autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
         )
         _reset_policy(policy)

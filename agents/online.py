@@ -37,9 +37,11 @@ from safetensors.torch import load_file, save_file
 from agents.dreamer import DreamerAgent, DreamerConfig, DreamerPolicy
 from agents.dreamer_train import ReplayStarts, train_in_imagination
 from agents.evaluate import RandomPolicy, evaluate_policy
+from agents.online_eval import termination_fidelity
 from agents.online_progress import OnlineProgress
 from agents.replay import Replay, load_chunks, save_chunk
 from video_envs.recorder import EpisodeRecorder
+from video_envs.wrappers import make_task
 from world_models.atomic import atomic_folder, recover_folder, remove_temporaries, write_json_atomic
 from world_models.checkpoint import ContextBank, load_checkpoint, load_trainer_state, save_checkpoint
 from world_models.device import resolve_device
@@ -48,6 +50,9 @@ from world_models.locks import run_folder_lock
 from world_models.train import WorldModelTrainer, parse_overrides, tensorboard_writer
 
 __all__ = ["OnlineConfig", "agent_dir", "load_chunks", "model_dir", "run_online"]
+
+TERMINATION_KEYS = ("termination_recall", "termination_precision", "false_termination_rate")
+"""Columns after the real steps of each ``progress["termination"]`` row (None: not measurable)."""
 
 RECIPE_OVERRIDES: dict[str, dict[str, Any]] = {"rssm": {"image_size": 32}}
 """World-model overrides of the benchmarked recipe, per family (used when none are given)."""
@@ -72,6 +77,10 @@ class OnlineConfig:
     {"image_size": 32}; '{}' for none)."""
     num_envs: int = 8
     """Real envs stepped in parallel."""
+    action_repeat: int = 1
+    """Real env steps per agent decision (`video_envs.wrappers.ActionRepeat`: rewards summed,
+    stopping at an episode's end); budgets and `prefill`/`steps_per_iteration`/`eval_every`
+    count env steps, as DreamerV3 counts them."""
     prefill: int = 2_500
     """Real steps collected with a random policy before learning starts."""
     steps_per_iteration: int = 500
@@ -167,7 +176,8 @@ def _commit(out: Path, loop: _Loop, replay: Replay, spaces: dict[str, Any], task
             "random_policy_rng": loop.random_policy.action_space.np_random.bit_generator.state,
             "recorder": loop.recorder.live_state()}
     with atomic_folder(state_dir(out)) as tmp:
-        loop.agent.save(tmp / "agent", extra={"task": task, "real_steps": progress["real_steps"]})
+        loop.agent.save(tmp / "agent", extra={"task": task, "real_steps": progress["real_steps"],
+                                              "action_repeat": progress["config"].get("action_repeat", 1)})
         save_checkpoint(tmp / "agent" / "world_model", model, contexts, config, tensors)
         save_file({k: v.detach().cpu().contiguous() for k, v in rngs.items()}, str(tmp / "loop.safetensors"))
         write_json_atomic(tmp / "loop.json", meta)
@@ -216,8 +226,8 @@ def _build(cfg: OnlineConfig, agent_cfg: DreamerConfig | None, out: Path, device
     torch.manual_seed(cfg.seed)
     if saved is not None:
         progress = json.loads((saved / "online.json").read_text())
-        for key in ("task", "family"):
-            was = progress["config"].get(key, "rssm")
+        for key, default in (("task", None), ("family", "rssm"), ("action_repeat", 1)):
+            was = progress["config"].get(key, default)
             if was != getattr(cfg, key):
                 raise ValueError(f"{out} holds an online run with {key} {was!r}, not "
                                  f"{getattr(cfg, key)!r}; pick another --out")
@@ -229,13 +239,14 @@ def _build(cfg: OnlineConfig, agent_cfg: DreamerConfig | None, out: Path, device
     else:
         progress = {"config": asdict(cfg), "iteration": 0, "real_steps": 0,
                     "imagined_steps": 0, "curve": [], "wall_time": 0.0, "episode_returns": [],
-                    "model_updates": 0, "agent_updates": 0}
+                    "model_updates": 0, "agent_updates": 0, "termination": []}
         spec = make_spec(cfg.family, frame_shape, spaces["kind"], spaces["dim"], spaces["low"],
                          spaces["high"], cfg.preset, model_overrides(cfg))
         model = build_model(spec).to(device)
         agent = DreamerAgent(spec, agent_cfg).to(device)
         trainer = WorldModelTrainer(model, cfg.lr, 100.0, cfg.seed + 1)
-    envs = gym.vector.SyncVectorEnv([lambda: gym.make(cfg.task) for _ in range(cfg.num_envs)])
+    envs = gym.vector.SyncVectorEnv([lambda: make_task(cfg.task, cfg.action_repeat)
+                                     for _ in range(cfg.num_envs)])
     episode_seed = int(np.random.SeedSequence([cfg.seed, 1]).generate_state(1)[0])
     loop = _Loop(progress, model, trainer, agent, EpisodeRecorder(envs, episode_seed),
                  DreamerPolicy(agent, model, seed=cfg.seed), RandomPolicy(space, cfg.seed),
@@ -265,6 +276,8 @@ def run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None = None) -> dic
 def _run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None) -> dict[str, Any]:
     import video_envs  # noqa: F401
 
+    if cfg.action_repeat < 1:
+        raise ValueError(f"action_repeat must be >= 1, got {cfg.action_repeat}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
@@ -284,7 +297,7 @@ def _run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None) -> dict[str,
             model.eval()
             acting = loop.random_policy if prefilling else loop.policy
             finished = []
-            for _ in range(0, steps, recorder.num_envs):
+            for _ in range(0, steps, recorder.num_envs * cfg.action_repeat):
                 action, _ = acting.predict(recorder.obs, episode_start=recorder.episode_start,
                                            deterministic=False)
                 finished += recorder.step(np.asarray(action))
@@ -292,9 +305,18 @@ def _run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None) -> dict[str,
             for episode in episodes:
                 replay.add(episode)
             save_chunk(out / "replay", iteration, episodes)
-            progress["real_steps"] += steps
+            progress["real_steps"] += steps  # agent steps x repeat: at most the env steps taken
             progress["episode_returns"] += [float(e["rewards"].sum()) for e in episodes]
             metrics: dict[str, float] = {}
+            held_out: dict[str, float] = {}
+            evaluating = bool(cfg.eval_every and progress["real_steps"] >= next_eval
+                              or progress["real_steps"] >= cfg.real_steps)
+            if evaluating:  # on this iteration's episodes, before the model trains on them
+                ends = termination_fidelity(model, episodes, model.spec.context_len, agent.cfg.horizon,
+                                            seed=cfg.seed)
+                progress.setdefault("termination", []).append(
+                    [progress["real_steps"]] + [ends.get(k) for k in TERMINATION_KEYS])
+                held_out = {f"heldout_{k}": v for k, v in ends.items()}
             if len(replay.offsets) > 2:
                 data = replay.dataset(kind, dim, low, high)
                 updates = cfg.model_updates * (5 if prefilling else 1)
@@ -308,10 +330,10 @@ def _run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None) -> dict[str,
                                                      on_update=bar.agent_update)
                 progress["imagined_steps"] += int(agent_metrics.get("imagined_steps", 0))
                 metrics.update(agent_metrics)
-            if cfg.eval_every and progress["real_steps"] >= next_eval or \
-                    progress["real_steps"] >= cfg.real_steps:
+            metrics.update(held_out)
+            if evaluating:
                 result = evaluate_policy(DreamerPolicy(agent, model), cfg.task, cfg.eval_episodes,
-                                         seed=10_000 + cfg.seed)
+                                         seed=10_000 + cfg.seed, action_repeat=cfg.action_repeat)
                 progress["curve"].append([progress["real_steps"], result.mean])
                 next_eval += cfg.eval_every
             recent = progress["episode_returns"][-10:]

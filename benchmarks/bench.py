@@ -18,8 +18,9 @@ class BenchConfig:
     """Options of `vwm bench`."""
 
     suite: str = field(default="default", metadata={"positional": True})
-    """Suite to run: smoke, quick, default, full, a target suite: cartpole, pendulum, minatar,
-    planners, or families (model families side by side on the same data)."""
+    """Suite to run: smoke, quick, default, full, a target suite (3 seeds against SB3 on the
+    real pixels at 1x and 10x the real steps): cartpole, acrobot, pendulum, minatar, planners,
+    or families (model families side by side on the same data)."""
     results: str | None = None
     """Folder of result JSONs and videos (default: benchmarks/results/SUITE)."""
     work: str | None = None

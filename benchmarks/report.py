@@ -24,12 +24,19 @@ import numpy as np
 
 from agents.stats import bootstrap_ci, iqm
 from benchmarks import plots
+from benchmarks.report_baselines import baseline_ratios, tenx_section
 from benchmarks.results_schema import RunResult, load_results
 from world_models.atomic import write_text_atomic
 
-METHOD_ORDER = ("random", "ppo_real", "ppo_real_10x", "dreamer", "ppo_imagined_latent",
-                "ppo_imagined_pixels", "cem", "mppi", "random_shooting")
+METHOD_ORDER = ("random", "ppo_real", "ppo_real_10x", "dqn_real", "dqn_real_10x", "sac_real",
+                "sac_real_10x", "dreamer", "ppo_imagined_latent", "ppo_imagined_pixels", "cem", "mppi",
+                "random_shooting")
 """Row order in tables; other methods follow alphabetically."""
+
+FIDELITY_EXTRA = {"reward_mae": "Reward MAE", "termination_accuracy": "Termination accuracy",
+                  "termination_recall": "Termination recall",
+                  "termination_precision": "Termination precision"}
+"""Fidelity columns after the PSNRs (a run without a value shows a dash)."""
 
 GroupKey = tuple[str, str, int]
 """(suite, task, real_step_budget): one table."""
@@ -124,25 +131,6 @@ def summarize(results: Sequence[RunResult], resamples: int = 2000, seed: int = 0
             float(np.mean([r.wall_time for r in runs])),
         ))
     return out
-
-
-def baseline_ratios(summaries: Sequence[MethodSummary], baseline: str = "ppo_real") -> list[float | None]:
-    """Each summary's mean return over the baseline method's at the same suite, task and budget.
-
-    The baseline of the same model family and preset is used, else the only baseline at that
-    budget; None when there is none or its mean is 0.
-    """
-    base = {(s.group, s.family, s.preset): s.mean for s in summaries if s.method == baseline}
-    per_group: dict[GroupKey, list[float]] = defaultdict(list)
-    for (group, _, _), mean in base.items():
-        per_group[group].append(mean)
-    ratios: list[float | None] = []
-    for s in summaries:
-        ref = base.get((s.group, s.family, s.preset))
-        if ref is None and len(per_group[s.group]) == 1:
-            ref = per_group[s.group][0]
-        ratios.append(s.mean / ref if ref not in (None, 0.0) else None)
-    return ratios
 
 
 def aggregate_curves(curves: Sequence[Sequence[Sequence[float]]]) -> plots.Band | None:
@@ -250,13 +238,12 @@ def _group_section(
         table = []
         for (f, p, m), rs in fid.items():
             psnr = [mean_of([psnr_horizons(r.fidelity).get(h) for r in rs]) for h in horizons]
-            extra = [mean_of([r.fidelity.get(k) for r in rs])
-                     for k in ("reward_mae", "termination_accuracy")]
+            extra = [mean_of([r.fidelity.get(k) for r in rs]) for k in FIDELITY_EXTRA]
             table.append([m, f, p, str(len(rs))] + [fmt_num(v, 2) for v in psnr]
                          + [fmt_num(v, 3) for v in extra])
         lines += ["### Model fidelity (open loop)", ""]
         lines += md_table(["Method", "Family", "Preset", "Seeds"] + [f"PSNR h{h} (dB)" for h in horizons]
-                        + ["Reward MAE", "Termination accuracy"], table)
+                        + list(FIDELITY_EXTRA.values()), table)
         bands = {_label(m, (f, p), models): aggregate_psnr([r.fidelity for r in rs])
                  for (f, p, m), rs in fid.items()}
         bands = {k: v for k, v in bands.items() if v is not None}
@@ -374,6 +361,7 @@ def build_report(
     ]
     for group, rows in tables.items():
         lines += _group_section(group, runs, rows, out_dir, baseline, show_suite)
+        lines += tenx_section([summary for summary, _ in rows])
     from benchmarks.report_families import families_section  # it builds on this module
 
     lines += families_section(results, summaries, results_dir, out_dir)

@@ -173,6 +173,11 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
                                                     settings.throughput_seconds, device,
                                                     settings.pixel_throughput_envs),
                       videos=write_dream_videos(checkpoint, spec, settings, results_dir, device, "dreamer"))
+        if record.get("termination"):  # the model's ends on the last held-out real episodes
+            from agents.online import TERMINATION_KEYS
+
+            last = dict(zip(TERMINATION_KEYS, record["termination"][-1][1:], strict=True))
+            fields["fidelity"] = {k: v for k, v in last.items() if v is not None}
         fields.update(curve=record["curve"], real_steps=record["real_steps"],
                       imagined_steps=record["imagined_steps"],
                       dream_return=imagined_return(_LatentActor(policy.agent), model_dir(run_dir),
@@ -182,7 +187,9 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
         fields.update(real_steps=shared.real_steps, fidelity=shared.fidelity,
                       throughput=shared.throughput, videos=shared.videos, model_training=shared.training)
         policy = _offline_method(spec, settings, shared, run_dir, fields, episodes, progress, device)
-    result = evaluate_policy(policy, spec.task, episodes, seed=eval_seed, policy_name=method)
+    repeat = int(settings.online.get("action_repeat", 1)) if method == "dreamer" else 1
+    result = evaluate_policy(policy, spec.task, episodes, seed=eval_seed, policy_name=method,
+                             action_repeat=repeat)  # as the online loop acted
     wall = time.perf_counter() - start
     curve = fields.pop("curve") or [[fields["real_steps"], result.mean]]
     if curve[-1][0] < fields["real_steps"]:

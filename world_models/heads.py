@@ -90,6 +90,24 @@ def twohot_mean(logits: Tensor, bins: Tensor | None = None) -> Tensor:
     return symexp((probs * bins).sum(-1))
 
 
+def continue_loss(logits: Tensor, terminated: Tensor, mask: Tensor, terminal_weight: float = 1.0) -> Tensor:
+    """0-d class-weighted binary cross-entropy of continue logits (B, T) against bool
+    `terminated` (B, T), averaged over the True entries of `mask` (B, T).
+
+    Terminal steps weigh `terminal_weight`, the others 1, and the sum is divided by the total
+    weight: ``sum_i w_i * bce_i / sum_i w_i``. Terminations are rare (one per episode, and
+    fewer still in windows that never cross an episode's end), so an unweighted loss is
+    minimised by never predicting one; the minimiser of the weighted loss predicts an end
+    (continue probability < 0.5) where ``P(end | features) > 1 / (1 + terminal_weight)``.
+    ``terminal_weight = 1`` is the plain masked mean (DreamerV3).
+    """
+    terminal = terminated.bool()
+    weight = torch.where(terminal, terminal_weight, 1.0).to(logits.dtype)  # (B, T)
+    bce = F.binary_cross_entropy_with_logits(logits, (~terminal).to(logits.dtype), reduction="none")
+    total = torch.where(mask, weight, 0.0).sum().clamp_min(1e-6)
+    return torch.where(mask, bce * weight, 0.0).sum() / total
+
+
 def mlp(
     in_dim: int, hidden: int, layers: int, out_dim: int, zero_init: bool = False
 ) -> nn.Sequential:
@@ -160,3 +178,9 @@ class ContinueHead(nn.Module):
         return F.binary_cross_entropy_with_logits(
             self.forward(features), target.to(features.dtype), reduction="none"
         )
+
+    def weighted_loss(self, features: Tensor, terminated: Tensor, mask: Tensor,
+                      terminal_weight: float = 1.0) -> Tensor:
+        """0-d `continue_loss` of the head at features (B, T, F): terminal steps weigh
+        `terminal_weight` (class balance)."""
+        return continue_loss(self.forward(features), terminated, mask, terminal_weight)

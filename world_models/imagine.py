@@ -44,7 +44,6 @@ class Imagined(NamedTuple):
     """The final state s_H."""
 
 
-@torch.no_grad()
 def imagine(
     model: WorldModel,
     state: State,
@@ -53,13 +52,30 @@ def imagine(
     noise: Noise | torch.Generator | None = None,
     features: bool = False,
     decode: bool = False,
+    grad: bool = False,
 ) -> Imagined:
     """Roll `model` forward from `state` (B rows).
 
     `policy_or_actions` is a `FeaturePolicy` (then `horizon` is required) or actions
     (B, H, ...) batch first (`horizon` defaults to H and may be shorter). `features` keeps
-    the features of every state, `decode` the decoded frame of every new state.
+    the features of every state, `decode` the decoded frame of every new state. Without
+    `grad` the rollout runs under ``torch.no_grad``; with it, gradients flow from rewards and
+    features back to the policy's actions through the model's dynamics (DreamerV3's
+    dynamics backpropagation for continuous actions).
     """
+    with torch.set_grad_enabled(grad):
+        return _imagine(model, state, policy_or_actions, horizon, noise, features, decode)
+
+
+def _imagine(
+    model: WorldModel,
+    state: State,
+    policy_or_actions: FeaturePolicy | Tensor,
+    horizon: int | None,
+    noise: Noise | torch.Generator | None,
+    features: bool,
+    decode: bool,
+) -> Imagined:
     is_policy = callable(policy_or_actions) and not isinstance(policy_or_actions, Tensor)
     if horizon is None:
         if is_policy:

@@ -203,10 +203,7 @@ class RewardPredictor(nn.Module):
         rewards = batch.rewards.to(device).float()
         terminal = batch.terminated.to(device).bool()
         reward_loss = masked_mean(self.reward_head.loss(h, rewards), labelled)
-        weight = torch.where(terminal, self.cfg.terminal_weight, 1.0)  # (B, T)
-        cont_err = self.cont_head.loss(h, (~terminal).float()) * weight
-        total_weight = torch.where(labelled, weight, 0.0).sum().clamp_min(1e-6)
-        cont_loss = torch.where(labelled, cont_err, 0.0).sum() / total_weight
+        cont_loss = self.cont_head.weighted_loss(h, terminal, labelled, self.cfg.terminal_weight)
         with torch.no_grad():
             predicted_end = self.cont_head.prob(h) < 0.5
             mae = masked_mean((self.reward_head.predict(h) - rewards).abs(), labelled)

@@ -17,6 +17,7 @@ from benchmarks.report import (
     seed_bootstrap_iqm,
     summarize,
 )
+from benchmarks.report_baselines import normalized_score, positive_ratio
 from benchmarks.results_schema import RunResult, config_hash, load_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -184,3 +185,42 @@ def test_two_families_at_one_preset_keep_apart(tmp_path: Path):
     assert {r.family for r in load_results(folder)} == {"rssm", "other"}
     text = build_report(folder, tmp_path / "report").read_text()
     assert "| dreamer | rssm | small | 1 | 10.0" in text and "| dreamer | other | small | 1 | 20.0" in text
+
+
+def test_tenx_section_scores_against_the_best_10x_baseline(tmp_path: Path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    per_method = {"random": [[10.0] * 4] * 3, "ppo_real_10x": [[110.0] * 4] * 3,
+                  "dqn_real_10x": [[60.0] * 4] * 3, "dreamer": RETURNS["dreamer"]}
+    for method, per_seed in per_method.items():
+        for seed, returns in enumerate(per_seed):
+            (folder / f"{method}_seed{seed}.json").write_text(json.dumps(_record(method, seed, returns)))
+    text = build_report(folder, tmp_path / "report", resamples=200).read_text()
+    assert "### Against the 10x real-env baseline (`ppo_real_10x`, IQM 110.0)" in text  # the best
+    line = next(ln for ln in text.splitlines() if ln.startswith("| dreamer | rssm | small | 3 | 25.0 ["))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[5] == "0.23"  # IQM 25 / 110
+    score, low, high = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", cells[6]).groups())
+    assert score == 0.15  # (25 - 10) / (110 - 10)
+    assert 0.0 <= low < score < high <= 0.5  # the IQM interval [10, 60] mapped the same way
+    assert "| random | rssm | small | 3 | 10.0 [10.0, 10.0] | 0.09 | 0.00 [0.00, 0.00] |" in text
+    # without a 10x run there is no such table
+    assert "10x real-env" not in build_report(_only(folder, tmp_path, "random", "dreamer"),
+                                               tmp_path / "r2", resamples=50).read_text()
+
+
+def _only(folder: Path, tmp_path: Path, *methods: str) -> Path:
+    out = tmp_path / "subset"
+    out.mkdir()
+    for path in folder.glob("*.json"):
+        if path.name.rsplit("_seed", 1)[0] in methods:
+            (out / path.name).write_text(path.read_text())
+    return out
+
+
+def test_normalized_score_and_ratio_for_negative_returns():
+    # Pendulum-like: random -1200, the 10x baseline -200, a method -500
+    assert normalized_score(-500.0, -1200.0, -200.0) == pytest.approx(0.7)
+    assert positive_ratio(-500.0, -200.0) is None  # a ratio of negative returns reads backwards
+    assert positive_ratio(30.0, 120.0) == 0.25
+    assert normalized_score(5.0, 3.0, 3.0) is None

@@ -146,3 +146,22 @@ def test_task_specific_overrides_apply_over_the_family_ones():
         model_overrides={f"rssm@{CARTPOLE}": {"bogus": 1}}))
     with pytest.raises(ValueError, match="bogus"):
         validate_suite(bad)
+
+
+@pytest.mark.parametrize(("name", "budget", "discrete"), [
+    ("cartpole", 20_000, True), ("acrobot", 20_000, True), ("pendulum", 20_000, False),
+    ("minatar", 50_000, True)])
+def test_issue_target_suites(name, budget, discrete):
+    from agents.dreamer import DreamerConfig
+    from agents.online import OnlineConfig
+
+    suite = get_suite(name)
+    assert suite.seeds == (0, 1, 2) and suite.budgets == (budget,)
+    assert suite.settings.eval_episodes == 20
+    fitting = [m for m in suite.methods if runner.method_fits(m, suite.tasks[0])]
+    assert fitting == list(suite.methods)  # every listed method runs on the task
+    algos = ("ppo", "dqn") if discrete else ("sac", "ppo")
+    assert {"random", "dreamer"} | {f"{a}_real{x}" for a in algos for x in ("", "_10x")} == set(suite.methods)
+    OnlineConfig(**suite.settings.online)  # the overrides are loop options
+    DreamerConfig(**suite.settings.dreamer)
+    assert suite.settings.online.get("action_repeat", 1) == (1 if discrete else 2)

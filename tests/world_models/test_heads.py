@@ -8,6 +8,8 @@ import torch
 from world_models.heads import (
     ContinueHead,
     RewardHead,
+    continue_loss,
+    masked_mean,
     symexp,
     symlog,
     symlog_bins,
@@ -91,3 +93,43 @@ def test_continue_head_shapes_and_loss():
     assert loss.shape == (4, 5) and torch.all(loss > 0)
     zero = ContinueHead(in_dim=6, zero_init=True)
     torch.testing.assert_close(zero.prob(feats), torch.full((4, 5), 0.5))
+
+
+def test_continue_loss_weighs_terminal_steps_hand_computed():
+    logits = torch.tensor([[2.0, -1.0, 0.5]])  # (B, T)
+    terminated = torch.tensor([[False, True, False]])
+    mask = torch.tensor([[True, True, False]])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, (~terminated).float(), reduction="none")
+    expected = (bce[0, 0] + 4.0 * bce[0, 1]) / (1.0 + 4.0)  # the masked step is left out
+    torch.testing.assert_close(continue_loss(logits, terminated, mask, 4.0), expected)
+    plain = continue_loss(logits, terminated, mask, 1.0)
+    torch.testing.assert_close(plain, masked_mean(bce, mask))  # weight 1: the masked mean
+    assert continue_loss(logits, terminated, torch.zeros_like(mask), 4.0).item() == 0.0
+
+
+def _fit_termination(terminal_weight: float) -> float:
+    """Recall of a logistic continue head fitted to rare, uncertain terminations."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4096, 2, generator=gen)  # (N, 2) features
+    risky = x[:, 0] > 1.5  # ~7% of steps, where an end is possible but not certain
+    p_end = torch.where(risky, 0.35, 0.002)
+    terminated = torch.rand(4096, generator=gen) < p_end  # (N,) ~2.6% terminal
+    head = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    mask = torch.ones(1, 4096, dtype=torch.bool)
+    for _ in range(300):
+        loss = continue_loss(head(x).T, terminated[None], mask, terminal_weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        predicted_end = torch.sigmoid(head(x)[:, 0]) < 0.5
+    return float(predicted_end[terminated].float().mean())
+
+
+def test_balanced_continue_loss_predicts_rare_uncertain_endings():
+    # unweighted, no state is more likely to end than to go on: the head never predicts an end
+    assert _fit_termination(1.0) < 0.1
+    # weight 5 predicts an end where P(end) > 1/6 (as far as a linear head can draw it)
+    assert _fit_termination(5.0) > 0.4  # 0.56 here, against 0.02 unweighted

@@ -258,14 +258,14 @@ class RSSMWorldModel(nn.Module):
         image_loss = err.sum(dim=(-3, -2, -1))  # (B, T)
         reward_loss = self.reward_head.loss(feat, batch.rewards)  # (B, T)
         cont_target = (~batch.terminated.bool()).float()  # (B, T)
-        cont_loss = self.cont_head.loss(feat, cont_target)  # (B, T)
+        cont_loss = self.cont_head.weighted_loss(feat, batch.terminated, labelled, cfg.terminal_weight)
         kl_loss, kl_dyn, kl_rep = kl_balance(
             post_seq, prior_seq, cfg.free_nats, cfg.kl_dyn_scale, cfg.kl_rep_scale
         )  # (B, T) each
         total = (
             cfg.image_scale * masked_mean(image_loss, valid)
             + cfg.reward_scale * masked_mean(reward_loss, labelled)
-            + cfg.cont_scale * masked_mean(cont_loss, labelled)
+            + cfg.cont_scale * cont_loss
             + masked_mean(kl_loss, valid)
         )
 
@@ -286,10 +286,13 @@ class RSSMWorldModel(nn.Module):
                 cont_prob = self.cont_head.prob(feat)  # (B, T)
                 metrics |= {
                     "reward_loss": masked_mean(reward_loss, labelled),
-                    "cont_loss": masked_mean(cont_loss, labelled),
+                    "cont_loss": cont_loss,
                     "reward_mae": masked_mean((reward_pred - batch.rewards).abs(), labelled),
                     "cont_acc": masked_mean(((cont_prob > 0.5).float() == cont_target).float(), labelled),
                 }
+                ends = labelled & batch.terminated.bool()  # (B, T)
+                if ends.any():
+                    metrics["cont_recall"] = masked_mean((cont_prob < 0.5).float(), ends)
             names = list(metrics)
             values = torch.stack([metrics[k].detach().float() for k in names]).tolist()
         return total, dict(zip(names, values, strict=True))

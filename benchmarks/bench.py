@@ -29,6 +29,11 @@ class BenchConfig:
     """Only (re)build the report from the existing result JSONs."""
     family: tuple[str, ...] | None = None
     """Model families to run instead of the suite's (one or more, e.g. --family rssm)."""
+    method: tuple[str, ...] | None = None
+    """Methods to run instead of the suite's (e.g. --method dreamer random); results join the
+    suite's others in its report."""
+    seed: tuple[int, ...] | None = None
+    """Seeds to run instead of the suite's (e.g. --seed 0 1)."""
     device: str = "auto"
     """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N. Every model, agent
     and planner of the suite runs on it (resolved where each run executes: on its Ray worker
@@ -55,7 +60,7 @@ class BenchConfig:
 def bench_from_config(cfg: BenchConfig) -> int:
     """`vwm bench` entry point: runs the suite, builds the report; returns the exit status
     (1 when some runs failed on Ray: the report covers the others)."""
-    suite = with_options(get_suite(cfg.suite), cfg.family)
+    suite = with_options(get_suite(cfg.suite), cfg.family, cfg.method, cfg.seed)
     results = Path(cfg.results or f"benchmarks/results/{suite.name}")
     work = Path(cfg.work or f"runs/bench/{suite.name}")
     status = 0

@@ -135,12 +135,27 @@ def known_families() -> list[str]:
     return family_names()
 
 
+def known_method(method: str) -> bool:
+    """Whether `method` is one of the forms the module docstring lists."""
+    from agents.sb3 import ALGOS
+
+    if method in ("random", "dreamer", "dreamer_offline", "random_shooting", "cem", "mppi"):
+        return True
+    algo, _, kind = method.partition("_")
+    return algo in ALGOS and kind in ("real", "real_10x", "imagined_latent", "imagined_pixels")
+
+
 def validate_suite(suite: Suite) -> Suite:
-    """Check the suite's families and each family's model overrides; returns the suite.
+    """Check the suite's methods, families and each family's model overrides; returns the suite.
 
     Raises ValueError naming the suite, the family and the unknown keys. Suites are only
     validated when run, so a suite may name a family that is not registered yet.
     """
+    strange = [m for m in suite.methods if not known_method(m)]
+    if strange or not suite.methods or not suite.seeds:
+        raise ValueError(f"suite {suite.name!r}: unknown methods {strange} (or no methods or seeds); "
+                         "methods are random, dreamer, dreamer_offline, random_shooting, cem, mppi "
+                         "and ALGO_real, ALGO_real_10x, ALGO_imagined_latent, ALGO_imagined_pixels")
     known = known_families()
     unknown = [f for f in suite.families if f not in known]
     if unknown or not suite.families:
@@ -335,11 +350,17 @@ def get_suite(name: str) -> Suite:
     return SUITES[name]
 
 
-def with_options(suite: Suite, families: tuple[str, ...] | None = None) -> Suite:
-    """`suite` with its families replaced when `families` is given (model overrides of the
-    dropped families are dropped too), validated."""
+def with_options(suite: Suite, families: tuple[str, ...] | None = None,
+                 methods: tuple[str, ...] | None = None, seeds: tuple[int, ...] | None = None) -> Suite:
+    """`suite` with its families, methods or seeds replaced by those given (model overrides of
+    dropped families are dropped too), validated. Results of a subset land beside the full
+    suite's, so a suite can be run piece by piece."""
     if families:
         overrides = {f: o for f, o in suite.settings.model_overrides.items() if f.split("@")[0] in families}
         suite = replace(suite, families=tuple(families),
                         settings=replace(suite.settings, model_overrides=overrides))
+    if methods:
+        suite = replace(suite, methods=tuple(methods))
+    if seeds:
+        suite = replace(suite, seeds=tuple(int(s) for s in seeds))
     return validate_suite(suite)

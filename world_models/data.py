@@ -254,23 +254,28 @@ class SequenceDataset:
         )
 
     def _window_starts(self, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every window start (flat row) and its number of real frames, for `seq_len`."""
+        """Every window start (flat row) and its number of real frames, for `seq_len`: one
+        window per frame, so each frame but an episode's first `seq_len` - 1 is in `seq_len`
+        windows, its last (terminal) frame included."""
         if seq_len not in self._windows:
             lengths = self.episode_lengths  # (E,)
-            counts = np.maximum(lengths - seq_len + 1, 1)  # (E,) windows per episode
-            first = np.repeat(self.offsets[:-1], counts)  # (W,)
-            within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-            valid = np.repeat(np.minimum(lengths, seq_len), counts)  # (W,)
+            first = np.repeat(self.offsets[:-1], lengths)  # (W,) one window per frame
+            within = np.arange(lengths.sum()) - np.repeat(self.offsets[:-1] - self.offsets[0], lengths)
+            valid = np.minimum(np.repeat(lengths, lengths) - within, seq_len)  # (W,)
             self._windows[seq_len] = (first + within, valid)
         return self._windows[seq_len]
 
     def sample(self, batch_size: int, seq_len: int, generator: Generator) -> SequenceBatch:
-        """`batch_size` windows of `seq_len` frames, uniform over all window positions.
+        """`batch_size` windows of `seq_len` frames, each starting at a frame drawn uniformly.
 
-        A window never crosses an episode boundary. An episode shorter than `seq_len`
-        gives one window padded at the end with copies of its last frame marked
-        ``valid=False`` (zero action and reward, not terminal, not ``is_first``), so
+        A window never crosses an episode boundary: one that starts fewer than `seq_len`
+        frames before its episode's end is padded at the end with copies of the last frame
+        marked ``valid=False`` (zero action and reward, not terminal, not ``is_first``), so
         ``is_first`` is true exactly on real first frames and losses skip the padding.
+        Starting a window at every frame puts an episode's last (terminal) frame in
+        `seq_len` windows like any middle frame; windows that had to fit inside the episode
+        would see it `seq_len` times less often, and a continue head would rarely learn
+        endings (DreamerV3 samples its replay across episode boundaries for the same reason).
         """
         if batch_size < 1 or seq_len < 1:
             raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")

@@ -165,3 +165,11 @@ def test_issue_target_suites(name, budget, discrete):
     OnlineConfig(**suite.settings.online)  # the overrides are loop options
     DreamerConfig(**suite.settings.dreamer)
     assert suite.settings.online.get("action_repeat", 1) == (1 if discrete else 2)
+
+
+def test_a_suite_runs_piece_by_piece_with_methods_and_seeds():
+    suite = with_options(get_suite("cartpole"), methods=("dreamer", "random"), seeds=(1,))
+    assert suite.methods == ("dreamer", "random") and suite.seeds == (1,)
+    assert {(s.method, s.seed) for s in runner.expand(suite)} == {("dreamer", 1), ("random", 1)}
+    with pytest.raises(ValueError, match="unknown methods \\['ppo_rael'\\]"):
+        with_options(get_suite("cartpole"), methods=("ppo_rael",))

@@ -69,6 +69,8 @@ def model_rows(models: dict[str, list[RunResult]]) -> tuple[list[str], list[list
         col = {"Seeds": str(len(runs))}
         col.update({f"PSNR h{h} (dB)": fmt_num(mean_of([f.get(f"psnr_h{h}") for f in fid]), 2)
                     for h in HORIZONS})
+        col.update({f"Repeat last frame, PSNR h{h} (dB)":
+                    fmt_num(mean_of([f.get(f"psnr_copy_h{h}") for f in fid]), 2) for h in HORIZONS})
         col.update({f"SSIM h{h}": fmt_num(mean_of([f.get(f"ssim_h{h}") for f in fid]), 3) for h in HORIZONS})
         for key, label in (("reward_mae", "Reward MAE"), ("termination_precision", "Termination precision"),
                            ("termination_recall", "Termination recall")):
@@ -83,6 +85,9 @@ def model_rows(models: dict[str, list[RunResult]]) -> tuple[list[str], list[list
         for key, label in (("seconds", "Training wall-clock (s)"), ("steps", "Training steps"),
                            ("parameters", "Parameters")):
             col[label] = fmt_num(mean_of([t.get(key) for t in train]), 0)
+        labels = mean_of([t.get("label_episodes") for t in train])
+        col["Action labels"] = "all" if labels is None else f"{fmt_num(labels, 0)} episodes"
+        col["Label probe accuracy"] = fmt_num(mean_of([t.get("label_probe_accuracy") for t in train]), 2)
         columns.append(col)
     metrics = list(columns[0])
     return ["Metric", *models], [[m] + [c[m] for c in columns] for m in metrics]

@@ -88,7 +88,9 @@ def open_loop_metrics(
     horizons: tuple[int, ...] = (1, 5, 15),
     seed: int = 0,
 ) -> dict[str, float]:
-    """PSNR and SSIM at each horizon, reward MAE and termination metrics on held-out windows.
+    """PSNR and SSIM at each horizon (and ``psnr_copy_h*``: the PSNR of repeating the last
+    context frame, the baseline a model must beat), reward MAE and termination metrics on
+    held-out windows.
 
     `batch` holds windows of length ``context_len + max(horizons)`` that start an episode
     at most at index 0. Steps after a real termination and padding (``valid`` False) are
@@ -109,6 +111,8 @@ def open_loop_metrics(
             rows = valid[:, h - 1]  # (B,)
             metrics[f"psnr_h{h}"] = float(psnr(frames[rows, h - 1], real[rows, h - 1]).mean())
             metrics[f"ssim_h{h}"] = float(ssim(frames[rows, h - 1], real[rows, h - 1]).mean())
+            last = batch.frames[rows, context_len - 1]  # the baseline: repeat the last real frame
+            metrics[f"psnr_copy_h{h}"] = float(psnr(last, real[rows, h - 1]).mean())
     terminated = batch.terminated[:, context_len:]
     # valid until (and including) the first real termination
     alive = ((terminated.cumsum(1) - terminated.long()) == 0) & valid  # (B, H')

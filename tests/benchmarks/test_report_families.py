@@ -69,6 +69,7 @@ def test_families_tables_from_result_files(tmp_path: Path):
     assert rows["Termination precision"][1] == "0.500" and rows["Termination recall"][1] == "0.750"
     assert rows["Imagined frames/s, 16 envs (× real)"][1] == "2000 (4.00×)"
     assert rows["Training wall-clock (s)"] == ["61", "61"] and rows["Parameters"] == ["1000", "1000"]
+    assert _row(text, "| Action labels |")[1:] == ["all", "all"]  # none trained from video here
     returns = _row(text, "| Method | no model |")
     assert returns == ["Method", "no model", "other", "rssm"]  # families in name order
     cem = _row(text, "| cem |")

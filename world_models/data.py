@@ -82,7 +82,6 @@ class SequenceDataset:
         """The held-out episodes (evaluation only), or None when none were held out."""
         self._is_first = np.zeros(n, dtype=bool)  # (F,)
         self._is_first[self.offsets[:-1]] = True
-        self._windows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ construction
 
@@ -253,37 +252,31 @@ class SequenceDataset:
             has_reward=torch.from_numpy(valid & self.has_rewards),
         )
 
-    def _window_starts(self, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every window start (flat row) and its number of real frames, for `seq_len`: one
-        window per frame, so each frame but an episode's first `seq_len` - 1 is in `seq_len`
-        windows, its last (terminal) frame included."""
-        if seq_len not in self._windows:
-            lengths = self.episode_lengths  # (E,)
-            first = np.repeat(self.offsets[:-1], lengths)  # (W,) one window per frame
-            within = np.arange(lengths.sum()) - np.repeat(self.offsets[:-1] - self.offsets[0], lengths)
-            valid = np.minimum(np.repeat(lengths, lengths) - within, seq_len)  # (W,)
-            self._windows[seq_len] = (first + within, valid)
-        return self._windows[seq_len]
-
     def sample(self, batch_size: int, seq_len: int, generator: Generator) -> SequenceBatch:
-        """`batch_size` windows of `seq_len` frames, each starting at a frame drawn uniformly.
+        """`batch_size` windows of `seq_len` frames around anchor frames drawn uniformly.
 
-        A window never crosses an episode boundary: one that starts fewer than `seq_len`
-        frames before its episode's end is padded at the end with copies of the last frame
-        marked ``valid=False`` (zero action and reward, not terminal, not ``is_first``), so
+        A window never crosses an episode boundary: it holds its anchor frame at an offset
+        drawn uniformly in [0, seq_len) and is shifted to fit inside the episode. Every frame
+        is thus an anchor as often as any other, and an episode's last (terminal) frame is in
+        about (seq_len + 1) / 2 windows per seq_len a middle frame is in; windows drawn
+        uniformly over the positions that fit would hold it seq_len times less often than a
+        middle frame, and a continue head would rarely learn endings (DreamerV3 samples
+        across episode boundaries for the same reason). An episode shorter than `seq_len`
+        gives its one window padded at the end with copies of its last frame marked
+        ``valid=False`` (zero action and reward, not terminal, not ``is_first``), so
         ``is_first`` is true exactly on real first frames and losses skip the padding.
-        Starting a window at every frame puts an episode's last (terminal) frame in
-        `seq_len` windows like any middle frame; windows that had to fit inside the episode
-        would see it `seq_len` times less often, and a continue head would rarely learn
-        endings (DreamerV3 samples its replay across episode boundaries for the same reason).
         """
         if batch_size < 1 or seq_len < 1:
             raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")
         if self.num_episodes == 0:
             raise ValueError("cannot sample from an empty dataset")
-        starts, real_counts = self._window_starts(seq_len)
-        pick = randint(generator, len(starts), batch_size)  # (B,)
-        start, real = starts[pick], real_counts[pick]  # (B,), (B,)
+        anchor = randint(generator, self.num_frames, batch_size)  # (B,) flat rows
+        shift = randint(generator, seq_len, batch_size)  # (B,) the anchor's place in its window
+        episode = np.searchsorted(self.offsets, anchor, side="right") - 1  # (B,)
+        first = self.offsets[episode]  # (B,)
+        frames = self.offsets[episode + 1] - first  # (B,) frames of the anchor's episode
+        start = first + np.clip(anchor - first - shift, 0, np.maximum(frames - seq_len, 0))  # (B,)
+        real = np.minimum(frames, seq_len)  # (B,)
         t = np.arange(seq_len)  # (T,)
         valid = t[None, :] < real[:, None]  # (B, T)
         index = start[:, None] + np.minimum(t[None, :], real[:, None] - 1)  # (B, T) pad: last

@@ -94,18 +94,19 @@ def continue_loss(logits: Tensor, terminated: Tensor, mask: Tensor, terminal_wei
     """0-d class-weighted binary cross-entropy of continue logits (B, T) against bool
     `terminated` (B, T), averaged over the True entries of `mask` (B, T).
 
-    Terminal steps weigh `terminal_weight`, the others 1, and the sum is divided by the total
-    weight: ``sum_i w_i * bce_i / sum_i w_i``. Terminations are rare (one per episode, and
-    fewer still in windows that never cross an episode's end), so an unweighted loss is
-    minimised by never predicting one; the minimiser of the weighted loss predicts an end
-    (continue probability < 0.5) where ``P(end | features) > 1 / (1 + terminal_weight)``.
-    ``terminal_weight = 1`` is the plain masked mean (DreamerV3).
+    Terminal steps weigh `terminal_weight`, the others 1 (BCE's ``pos_weight`` on the
+    "end" class): ``sum_i w_i * bce_i / count``. Terminations are rare (one per episode), so
+    an unweighted loss is minimised by never predicting one; the minimiser of the weighted
+    loss predicts an end (continue probability < 0.5) where ``P(end | features) > 1 / (1 +
+    terminal_weight)``. Dividing by the step count, not by the summed weights, keeps the
+    normaliser independent of how many ends a batch holds, so data-parallel ranks that
+    average their losses give the loss of their joint batch. ``terminal_weight = 1`` is the
+    plain masked mean (DreamerV3).
     """
     terminal = terminated.bool()
     weight = torch.where(terminal, terminal_weight, 1.0).to(logits.dtype)  # (B, T)
     bce = F.binary_cross_entropy_with_logits(logits, (~terminal).to(logits.dtype), reduction="none")
-    total = torch.where(mask, weight, 0.0).sum().clamp_min(1e-6)
-    return torch.where(mask, bce * weight, 0.0).sum() / total
+    return masked_mean(bce * weight, mask)
 
 
 def mlp(

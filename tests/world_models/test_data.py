@@ -100,8 +100,8 @@ def test_windows_stay_inside_one_episode(seq_len):
         assert valid[row, :n_real].all(), "padding only at the end"
         assert (episode[row] == episode[row, 0]).all(), "one episode per window"
         np.testing.assert_array_equal(t[row, :n_real], t[row, 0] + np.arange(n_real))
-        if n_real < seq_len:  # runs into the episode's end: padded with its last frame, not valid
-            assert t[row, n_real - 1] == LENGTHS[episode[row, 0]]
+        if n_real < seq_len:  # short episode: padded with its last frame, marked not valid
+            assert t[row, 0] == 0 and n_real == LENGTHS[episode[row, 0]] + 1
             assert (t[row, n_real:] == t[row, n_real - 1]).all() and not is_first[row, n_real:].any()
             assert not batch.actions[row, n_real:].any() and not batch.rewards[row, n_real:].any()
             assert not batch.terminated[row, n_real:].any()
@@ -109,20 +109,23 @@ def test_windows_stay_inside_one_episode(seq_len):
         np.testing.assert_array_equal(is_first[row], t[row] == 0)
 
 
-def test_every_frame_is_in_seq_len_windows_terminal_frames_too():
-    """Windows start at every frame: the last frame of an episode is as likely to be trained
-    on as a middle one (windows kept inside the episode would see it seq_len times less)."""
+def test_terminal_frames_are_sampled_about_half_as_often_as_middle_ones():
+    """Windows anchored on uniform frames: an episode's last frame is in about (T + 1) / 2
+    windows per T a middle frame is in (windows placed uniformly inside the episode would
+    hold it T times less often than a middle frame)."""
     _make_dataset()
     data = SequenceDataset.from_minari("test/synth-v0")
-    seq_len = 4
-    starts, real = data._window_starts(seq_len)
-    assert len(starts) == sum(LENGTHS) + len(LENGTHS)  # one per frame
-    cover = np.zeros(data.num_frames, np.int64)
-    for start, n in zip(starts, real, strict=True):
-        cover[start:start + n] += 1
-    last = data.offsets[1:] - 1  # (E,) each episode's final frame
-    assert (cover[last] == seq_len).all()
-    assert (cover == np.minimum(np.concatenate([np.arange(n + 1) for n in LENGTHS]) + 1, seq_len)).all()
+    seq_len, n = 4, 40_000
+    batch = data.sample(n, seq_len, np.random.default_rng(0))
+    episode, t = _decode(batch)
+    valid = batch.valid.numpy()
+    cover = np.zeros((len(LENGTHS), max(LENGTHS) + 1))
+    np.add.at(cover, (episode[valid], t[valid]), 1)
+    per_draw = cover * data.num_frames / n  # windows holding each frame, per draw of that frame
+    long = 2  # episode of 25 steps: frames 5..20 are middle frames
+    np.testing.assert_allclose(per_draw[long, 5:20].mean(), seq_len, rtol=0.05)
+    np.testing.assert_allclose(per_draw[long, LENGTHS[long]], (seq_len + 1) / 2, rtol=0.1)
+    assert (cover[np.arange(len(LENGTHS)), LENGTHS] > 0).all()  # every terminal frame is seen
 
 
 def test_sampling_is_seeded():

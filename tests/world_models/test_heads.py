@@ -101,7 +101,7 @@ def test_continue_loss_weighs_terminal_steps_hand_computed():
     mask = torch.tensor([[True, True, False]])
     bce = torch.nn.functional.binary_cross_entropy_with_logits(
         logits, (~terminated).float(), reduction="none")
-    expected = (bce[0, 0] + 4.0 * bce[0, 1]) / (1.0 + 4.0)  # the masked step is left out
+    expected = (bce[0, 0] + 4.0 * bce[0, 1]) / 2  # per valid step; the masked one is left out
     torch.testing.assert_close(continue_loss(logits, terminated, mask, 4.0), expected)
     plain = continue_loss(logits, terminated, mask, 1.0)
     torch.testing.assert_close(plain, masked_mean(bce, mask))  # weight 1: the masked mean

@@ -44,8 +44,8 @@ def train_lam(model, steps: int = 400, seed: int = 0) -> None:
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         rows = torch.randint(0, 64, (8,), generator=gen)
-        loss, _, _ = model.lam.loss(frames[rows], pairs[rows], actions[rows], torch.zeros_like(pairs[rows]),
-                                    10.0, 0.1, 0.0)
+        loss, _ = model.lam.loss(frames[rows], pairs[rows], actions[rows], torch.zeros_like(pairs[rows]),
+                                 10.0, 0.1, 0.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -64,6 +64,12 @@ class GenieConfig:
     """Channels of the reward predictor's first conv stage."""
     reward_image_size: int = 32
     """Side frames are pooled to before the reward predictor's convs (0: the frame size)."""
+    tokenizer_frames: int = 64
+    """Frames of each batch (drawn at random among the valid ones) the tokenizer loss sees;
+    a window's frames are alike, so a few per window train as well for a fraction of the
+    cost (0: all)."""
+    lam_pairs: int = 64
+    """Transitions of each batch (drawn at random) the latent action model's loss sees (0: all)."""
     tokenizer_steps: int = 1000
     """Steps of the first training stage (tokenizer)."""
     lam_steps: int = 1000

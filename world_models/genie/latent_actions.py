@@ -27,7 +27,7 @@ from vector_quantize_pytorch import FSQ
 
 from world_models.action_input import ActionInput
 from world_models.base import ModelSpec
-from world_models.genie.tokenizer import codebook_usage, down_stages, to_unit
+from world_models.genie.tokenizer import codebook_usage, down_stages, subsample_valid, to_unit
 from world_models.heads import masked_mean
 
 
@@ -103,17 +103,18 @@ class LatentActionModel(nn.Module):
 
     def loss(
         self, frames: Tensor, pairs: Tensor, actions: Tensor, labelled: Tensor,
-        motion_weight: float, variance_weight: float, label_weight: float,
-    ) -> tuple[Tensor, Tensor, dict[str, float]]:
+        motion_weight: float, variance_weight: float, label_weight: float, limit: int = 0,
+    ) -> tuple[Tensor, dict[str, float]]:
         """LAM objective on windows frames (B, T, H, W, C) uint8.
 
         `pairs` (B, T) bool marks frames t whose transition (t-1 -> t) is real (valid, same
         episode); `labelled` (B, T) those of them whose ``actions[:, t]`` is a real action.
-        Returns (loss, codes (B, T) int64 (meaningful where `pairs`), metrics).
+        At most `limit` real transitions (drawn at random; 0: all) enter the loss.
+        Returns (loss, metrics).
         """
-        b, t = pairs.shape
-        prev, nxt = frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1)  # (M, H, W, C)
-        mask = pairs[:, 1:].flatten()  # (M,)
+        keep = subsample_valid(pairs[:, 1:].flatten(), limit)
+        prev, nxt = frames[:, :-1].flatten(0, 1)[keep], frames[:, 1:].flatten(0, 1)[keep]  # (M, H, W, C)
+        mask = pairs[:, 1:].flatten()[keep]  # (M,)
         z, code, index = self.encode(prev, nxt)
         pred = self.predict_next(prev, code)  # (M, C, H, W)
         target, before = to_unit(nxt), to_unit(prev)
@@ -123,10 +124,10 @@ class LatentActionModel(nn.Module):
         spread = variance_penalty(z, mask)
         loss = recon + variance_weight * spread
         metrics: dict[str, float] = {"lam_recon": float(recon.detach()), "lam_spread": float(spread.detach())}
-        known = labelled[:, 1:].flatten() & mask  # (M,)
+        known = labelled[:, 1:].flatten()[keep] & mask  # (M,)
         if label_weight > 0:
             logits = self.label_head(code)  # (M, A)
-            real = actions[:, 1:].flatten(0, 1)
+            real = actions[:, 1:].flatten(0, 1)[keep]
             if self.real_kind == "discrete":
                 err = F.cross_entropy(logits, real.long().clamp(0, logits.shape[-1] - 1), reduction="none")
                 hits = (logits.argmax(-1) == real.long()).float()
@@ -140,6 +141,4 @@ class LatentActionModel(nn.Module):
         with torch.no_grad():
             used, perplexity = codebook_usage(index[mask], self.n_latent) if bool(mask.any()) else (0.0, 0.0)
         metrics.update(lam_loss=float(loss.detach()), lam_usage=used, lam_perplexity=perplexity)
-        codes = torch.cat([torch.zeros(b, 1, dtype=torch.long, device=index.device),
-                           index.view(b, t - 1)], 1)  # (B, T)
-        return loss, codes, metrics
+        return loss, metrics

@@ -272,17 +272,14 @@ class GenieWorldModel(nn.Module):
             return any(p.requires_grad for p in module.parameters())
 
         if active(self.tokenizer):
-            part, m = self.tokenizer.loss(frames, valid, cfg.fg_weight)
+            part, m = self.tokenizer.loss(frames, valid, cfg.fg_weight, cfg.tokenizer_frames)
             loss, metrics = loss + part, metrics | m
-        codes: Tensor | None = None
         if active(self.lam):
-            part, codes, m = self.lam.loss(frames, pairs, batch.actions, labelled, cfg.lam_motion_weight,
-                                           cfg.lam_variance_weight, cfg.lam_label_weight)
+            part, m = self.lam.loss(frames, pairs, batch.actions, labelled, cfg.lam_motion_weight,
+                                    cfg.lam_variance_weight, cfg.lam_label_weight, cfg.lam_pairs)
             loss, metrics = loss + part, metrics | m
         if active(self.dynamics) or active(self.reward):
-            if codes is None:
-                codes = self.latent_actions(frames)  # (B, T)
-            codes = torch.where(pairs, codes, 0)
+            codes = torch.where(pairs, self.latent_actions(frames), 0)  # (B, T)
             if self.training:
                 self.action_map.update(batch.actions[labelled], codes[labelled])
         if active(self.dynamics):

@@ -66,6 +66,17 @@ def foreground_weights(frames: Tensor, valid: Tensor, fg_weight: float) -> Tenso
     return 1.0 + fg_weight * foreground.float()
 
 
+def subsample_valid(mask: Tensor, limit: int) -> Tensor:
+    """Indices of at most `limit` rows drawn at random (global torch RNG) among the True rows
+    of `mask` (M,); every row when `limit` <= 0 or no more than `limit` are True. The choice
+    reads only the mask, so values hidden by it cannot change which rows are drawn."""
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    if limit <= 0 or int(mask.sum()) <= limit:
+        return rows
+    valid = rows[mask]
+    return valid[torch.randperm(valid.shape[0])[:limit].to(mask.device)]
+
+
 class Tokenizer(nn.Module):
     """Frames (..., H, W, C) uint8 <-> token indices (..., N) on an (H/patch, W/patch) grid."""
 
@@ -120,11 +131,14 @@ class Tokenizer(nn.Module):
         out = to_uint8(images)
         return out.reshape(*lead, *out.shape[1:])
 
-    def loss(self, frames: Tensor, valid: Tensor, fg_weight: float) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, frames: Tensor, valid: Tensor, fg_weight: float,
+             limit: int = 0) -> tuple[Tensor, dict[str, float]]:
         """Foreground-weighted reconstruction MSE on the `valid` (B, T) frames (B, T, H, W, C)
-        uint8, with PSNR and codebook usage as metrics."""
-        flat = frames.flatten(0, 1)  # (M, H, W, C)
-        mask = valid.flatten()  # (M,)
+        uint8 (at most `limit` of them, drawn at random; 0: all), with PSNR and codebook
+        usage as metrics."""
+        keep = subsample_valid(valid.flatten(), limit)
+        flat = frames.flatten(0, 1)[keep]  # (M, H, W, C)
+        mask = valid.flatten()[keep]  # (M,)
         codes, indices = self.quantize(flat)
         recon = self.render(codes)  # (M, C, H, W)
         target = to_unit(flat)

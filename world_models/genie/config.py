@@ -17,6 +17,8 @@ from typing import Any
 
 ACTION_MODES: tuple[str, ...] = ("auto", "latent", "real")
 """Values of `GenieConfig.action_mode` ("auto" is resolved by `make_spec`)."""
+DYNAMICS_ACTIONS: tuple[str, ...] = ("latent", "real")
+"""Values of `GenieConfig.dynamics_actions`."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,10 @@ class GenieConfig:
     """Native action space of the env: "latent" (Discrete(n_latent)), "real" (the data's
     actions, mapped to latent codes by the fitted action map) or "auto": latent for
     action-free data (the placeholder action space discrete:1), real otherwise."""
+    dynamics_actions: str = "latent"
+    """What the dynamics is conditioned on: "latent" (the LAM's codes, inferred from frame
+    pairs: Genie) or "real" (the data's real discrete actions, no LAM stage: the oracle that
+    latent-action controllability is compared with; needs action_mode "real")."""
 
     def replace(self, overrides: dict[str, Any]) -> GenieConfig:
         """A copy with `overrides` applied (unknown keys: ValueError); lists become tuples."""
@@ -108,6 +114,12 @@ class GenieConfig:
                              f"sides {h}x{w}")
         if self.action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
+        if self.dynamics_actions not in DYNAMICS_ACTIONS:
+            raise ValueError(f"dynamics_actions must be one of {DYNAMICS_ACTIONS}, "
+                             f"got {self.dynamics_actions!r}")
+        if self.dynamics_actions == "real" and self.action_mode == "latent":
+            raise ValueError("dynamics_actions='real' conditions the dynamics on real actions: "
+                             "action_mode must be 'real' (or 'auto'), not 'latent'")
         if self.dyn_dim % self.dyn_heads:
             raise ValueError(f"dyn_dim {self.dyn_dim} must be divisible by dyn_heads {self.dyn_heads}")
         if self.maskgit_steps < 1 or self.context_len < 1:

@@ -313,12 +313,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="train each model this many steps instead of --model-seconds (0: off)")
     parser.add_argument("--overrides", default="", help="genie hyper-parameter overrides (JSON), both models")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seq-len", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=8,
+                        help="frames per training window (default 2K: the dynamics reads K = 4 past "
+                             "frames, and random Breakout episodes last 7 to 17 frames)")
     parser.add_argument("--holdout-episodes", type=int, default=10,
                         help="held-out episodes (fewer when they exceed 10%% of the frames)")
     parser.add_argument("--ts", type=parse_ints, default=list(TS), help="delta-t PSNR horizons")
     parser.add_argument("--probe-episodes", type=parse_ints, default=list(PROBE_EPISODES))
-    parser.add_argument("--max-windows", type=int, default=128, help="held-out windows per model (0: all)")
+    parser.add_argument("--max-windows", type=int, default=64,
+                        help="held-out windows per model, evenly spaced (0: all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out-dir", default="benchmarks/results/genie_control")

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from agents.stats import bootstrap_ci
 from world_models.action_map import ActionMap
-from world_models.base import ModelSpec, burn_in
+from world_models.base import ModelSpec, burn_in, select_rows
 from world_models.data import SequenceDataset
 from world_models.evaluation import psnr
 from world_models.fit_actions import count_pairs
@@ -93,27 +93,42 @@ def true_actions(model: Any, frames: Tensor, actions: Tensor, context: int, late
 
 
 # ----------------------------------------------------------------------------- measurements
+def shrink_noise(noise: RowGenerator, rows: int) -> RowGenerator:
+    """The first `rows` rows of `noise` (their keys and counters: the same future draws)."""
+    out = RowGenerator(rows, noise.keys.device)
+    out.keys, out.counters = noise.keys[:rows].clone(), noise.counters[:rows].clone()
+    return out
+
+
 @torch.inference_mode()
 def rollout_psnr(model: Any, frames: Tensor, context_actions: Tensor, actions: Tensor, keys: Tensor,
-                 ) -> Tensor:
-    """PSNR (W, H) of each imagined frame against the real one: burn in on the first K
-    frames of windows frames (W, K+H, ...), then step with `actions` (W, H) in the model's
-    action space; row i draws its noise from a `RowGenerator` keyed `keys[i]`."""
+                 futures: Tensor) -> Tensor:
+    """PSNR (W, H) of each imagined frame against the real one (NaN past a window's future):
+    burn in on the first K frames of windows frames (W, K+H, ...), then step with `actions`
+    (W, H) in the model's action space; row i draws its noise from a `RowGenerator` keyed
+    `keys[i]` and stops after `futures[i]` steps (`futures` (W,) non-increasing, so the
+    rows still running are always a prefix)."""
     k, horizon = frames.shape[1] - actions.shape[1], actions.shape[1]
     device = next(model.parameters()).device
     state = burn_in(model, frames[:, :k].to(device), context_actions.to(device))
     noise = RowGenerator(frames.shape[0], device)
     noise.seed_rows(torch.ones(frames.shape[0], dtype=torch.bool), keys)
-    out = []
+    out = torch.full((frames.shape[0], horizon), float("nan"))
     for j in range(horizon):
-        state = model.step(state, actions[:, j].to(device), noise).state
-        out.append(psnr(model.decode(state).cpu(), frames[:, k + j]))  # (W,)
-    return torch.stack(out, 1)
+        rows = int((futures > j).sum())
+        if rows == 0:
+            break
+        if rows < noise.num_rows:
+            state = select_rows(state, torch.arange(rows, device=device))
+            noise = shrink_noise(noise, rows)
+        state = model.step(state, actions[:rows, j].to(device), noise).state
+        out[:rows, j] = psnr(model.decode(state).cpu(), frames[:rows, k + j])
+    return out
 
 
 @torch.inference_mode()
 def delta_t_psnr(model: Any, data: SequenceDataset, latent: bool, ts: Sequence[int], seed: int = 0,
-                 max_windows: int = 128, chunk: int = 64, random_pool: Tensor | None = None,
+                 max_windows: int = 128, chunk: int = 128, random_pool: Tensor | None = None,
                  ) -> dict[str, Any]:
     """Delta-t PSNR of `model` on the episodes of `data` (held-out) at horizons `ts`.
 
@@ -126,6 +141,7 @@ def delta_t_psnr(model: Any, data: SequenceDataset, latent: bool, ts: Sequence[i
     """
     k, horizon = model.spec.context_len, max(ts)
     plan = window_plan(data.episode_lengths, k, horizon, max_windows)
+    plan = plan[np.argsort(-plan[:, 2], kind="stable")]  # longest futures first
     n_actions = int(model.spec.action_dim)
     pool = random_pool if random_pool is not None else used_actions(model, data, latent)
     probs = marginal(pool, n_actions)
@@ -138,8 +154,9 @@ def delta_t_psnr(model: Any, data: SequenceDataset, latent: bool, ts: Sequence[i
         context = actions[:, :k] if not latent else torch.zeros(len(part), k, dtype=torch.long)
         keys = torch.as_tensor(seed * 1_000_003 + np.arange(lo, lo + len(part)), dtype=torch.int64)
         chosen = true_actions(model, frames, actions, k, latent)
-        psnr_true.append(rollout_psnr(model, frames, context, chosen, keys))
-        psnr_random.append(rollout_psnr(model, frames, context, random[lo:lo + chunk], keys))
+        futures = torch.from_numpy(part[:, 2])
+        psnr_true.append(rollout_psnr(model, frames, context, chosen, keys, futures))
+        psnr_random.append(rollout_psnr(model, frames, context, random[lo:lo + chunk], keys, futures))
     a = torch.cat(psnr_true).numpy() if psnr_true else np.zeros((0, horizon))
     b = torch.cat(psnr_random).numpy() if psnr_random else np.zeros((0, horizon))
     out: dict[str, Any] = {"windows": int(len(plan)), "marginal": probs.round(4).tolist(), "per_t": {}}

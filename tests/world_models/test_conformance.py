@@ -40,10 +40,12 @@ from world_models.trainer import WorldModelTrainer
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 TEST_FAMILIES = (SyntheticFamily(), WindowedFamily())
 MODE_VARIANTS = {"genie[latent]": ("genie", {"action_mode": "latent"}),
-                 "genie[oracle]": ("genie", {"dynamics_actions": "real"})}
+                 "genie[oracle]": ("genie", {"dynamics_actions": "real"}),
+                 "genie[lam-history]": ("genie", {"lam_history": True})}
 """Extra parametrisations: a family built with hyper-parameter overrides (genie acting in
 its latent action space, Discrete(n_latent), besides its default real-action mode; genie
-whose dynamics reads the real actions, the controllability oracle)."""
+whose dynamics reads the real actions, the controllability oracle; genie whose LAM decoder
+also sees the frame before)."""
 DISCRETE_ONLY = {"genie[oracle]"}
 """Variants that only take discrete actions (the others' continuous cases are skipped)."""
 FAMILY_NAMES = sorted(set(families.family_names()) | {f.name for f in TEST_FAMILIES} | set(MODE_VARIANTS))

@@ -44,6 +44,9 @@ class GenieConfig:
     """Extra weight of the pixels that change between o_t and o_t+1 in the LAM decoder loss."""
     lam_variance_weight: float = 0.1
     """Weight of the penalty on latent dimensions whose batch std falls below 0.5 (collapse)."""
+    lam_history: bool = False
+    """Give the LAM decoder o_t-1 besides o_t: what the past predicts (a ball in flight)
+    then needs no code, leaving the code to what the action changes (DESIGN section 9)."""
     lam_label_weight: float = 0.1
     """Weight of the label term: a head predicts the real action from the code, where the
     data has actions (turns the codes into the actions, DESIGN section 9); 0: none."""

@@ -114,7 +114,7 @@ class GenieWorldModel(nn.Module):
         """Actions the dynamics is conditioned on (its start id is n_dyn)."""
         self.ema_decay = 0.0
         self.tokenizer = Tokenizer(frame_shape, cfg.tok_channels, cfg.patch, cfg.fsq_levels)
-        self.lam = LatentActionModel(frame_shape, cfg.lam_channels, cfg.lam_levels, real)
+        self.lam = LatentActionModel(frame_shape, cfg.lam_channels, cfg.lam_levels, real, cfg.lam_history)
         self.dynamics = DynamicsTransformer(cfg.vocab, self.tokenizer.num_tokens, self.n_dyn,
                                             cfg.context_len, cfg.dyn_dim, cfg.dyn_layers, cfg.dyn_heads)
         latent = ModelSpec(family=spec.family, frame_shape=frame_shape, action_kind="discrete",

@@ -27,6 +27,7 @@ Run: ``OMP_NUM_THREADS=1 python -m benchmarks.bench_genie_control [--tasks A,B]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -67,6 +68,13 @@ def steps_per_stage(total: int, planned: dict[str, int], order: list[str]) -> di
         left -= out[name]
     out[order[-1]] = left
     return out
+
+
+def settings_hash(overrides: dict[str, Any]) -> str:
+    """Short hash of a model's overrides, stage step counts left out (they follow a timing
+    measurement): its run folder's tag, so a finished run is reused only for equal settings."""
+    kept = {k: v for k, v in overrides.items() if k not in ("tokenizer_steps", "lam_steps")}
+    return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def holdout_count(lengths: list[int], wanted: int, max_fraction: float = 0.1) -> int:
@@ -176,7 +184,8 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
         labelled = SequenceDataset.from_minari(name, holdout_episodes=holdout)
         video = SequenceDataset.from_minari(name, holdout_episodes=holdout, ignore_actions=True)
     base = json.loads(args.overrides) if args.overrides else {}
-    variants = {"latent": {**base, "action_mode": "latent"},
+    latent_only = json.loads(args.latent_overrides) if args.latent_overrides else {}
+    variants = {"latent": {**base, **latent_only, "action_mode": "latent"},
                 "oracle": {**base, "dynamics_actions": "real", "action_mode": "real"}}
     from world_models.genie.config import PRESETS
 
@@ -201,7 +210,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
     budget = f"{args.model_steps}steps" if args.model_steps > 0 else f"{args.model_seconds:g}s"
     tag = f"{args.preset}_{budget}"
     for model_name, overrides in variants.items():
-        out = work / task.split("/")[-1] / f"{model_name}_{tag}_seed{args.seed}"
+        out = work / task.split("/")[-1] / f"{model_name}_{tag}_{settings_hash(overrides)}_seed{args.seed}"
         with minari_root(root):
             checkpoint = train(name, out, overrides, args, model_name == "latent", holdout)
         config = read_config(checkpoint)
@@ -215,15 +224,15 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
             "steps_per_stage": steps_per_stage(int(config["step"]), stage_plan, order),
             "train_seconds": float(config.get("train_seconds", float("nan"))),
             "open_loop": config.get("eval"), "tokenizer_psnr": cm.tokenizer_psnr(model, labelled.holdout)}
+        pool = cm.used_actions(model, labelled.holdout, latent)  # codes or real actions
         if latent:
-            codes = cm.used_actions(model, labelled.holdout, latent=True)
-            entry["code_usage"] = cm.code_usage(codes, model.cfg.n_latent)
+            entry["code_usage"] = cm.code_usage(pool, model.cfg.n_latent)
         entry["delta_t_psnr"] = cm.delta_t_psnr(model, labelled.holdout, latent, args.ts, args.seed,
-                                                args.max_windows)
+                                                args.max_windows, random_pool=pool)
         if latent:
             entry["label_probe"] = cm.label_probe(model, labelled, labelled.holdout, args.probe_episodes,
                                                   effect_classes(task))
-            entry["lag_check"] = cm.lag_check(model, labelled, labelled.holdout, 5)
+            entry["lag_check"] = entry["label_probe"].pop("lag_check")
         entry["eval_seconds"] = time.perf_counter() - started
         result["models"][model_name] = entry
         print(f"{task} {model_name}: {entry['steps']} steps {entry['steps_per_stage']} in "
@@ -312,6 +321,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model-steps", type=int, default=0,
                         help="train each model this many steps instead of --model-seconds (0: off)")
     parser.add_argument("--overrides", default="", help="genie hyper-parameter overrides (JSON), both models")
+    parser.add_argument("--latent-overrides", default="",
+                        help="overrides (JSON) of the latent model only, e.g. a LAM fix to compare")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=8,
                         help="frames per training window (default 2K: the dynamics reads K = 4 past "

@@ -12,7 +12,7 @@
 - Label probe (LAPO, Schmidt & Jiang 2024, arXiv:2312.10812): a real <-> latent
   `world_models.action_map.ActionMap` fitted on the (real action, code) pairs of a few
   training episodes (`world_models.fit_actions.count_pairs`: the action at index t led into
-  frame t, and code t is the LAM's code of the transition t-1 -> t), scored on held-out
+  frame t, and code t is the LAM's code of the transition t-1 -> t; `episode_pairs`), scored on held-out
   transitions, beside the chance level (the majority real action).
 
 The statistics are pure functions (`delta_statistics`, `majority_fraction`,
@@ -33,7 +33,6 @@ from world_models.action_map import ActionMap
 from world_models.base import ModelSpec, burn_in, select_rows
 from world_models.data import SequenceDataset
 from world_models.evaluation import psnr
-from world_models.fit_actions import count_pairs
 from world_models.sampling import RowGenerator
 
 
@@ -170,16 +169,43 @@ def delta_t_psnr(model: Any, data: SequenceDataset, latent: bool, ts: Sequence[i
 
 
 @torch.inference_mode()
+def episode_codes(model: Any, data: SequenceDataset, episodes: range) -> list[Tensor]:
+    """The model's inferred codes (T_e,) of each of `episodes` (code t: transition t-1 -> t),
+    computed once so that every probe below reuses them."""
+    return [model.latent_actions(data.episode(i).frames)[0].cpu() for i in episodes]
+
+
+def episode_pairs(data: SequenceDataset, codes: list[Tensor], lag: int = 0,
+                  labelled: bool = True) -> tuple[Tensor, Tensor]:
+    """(real actions, codes) of the transitions of the first ``len(codes)`` episodes of
+    `data`, pairing the action at index t + `lag` with code t. Lag 0 is
+    `world_models.fit_actions.count_pairs`' alignment (the action that led into frame t);
+    other lags diagnose off-by-one data. `labelled` False also keeps transitions without
+    a real action (their action reads 0)."""
+    actions, out = [], []
+    for i, inferred in enumerate(codes):
+        batch = data.episode(i).with_masks()
+        known = (batch.valid & ~batch.is_first.bool())[0]  # (T,)
+        if labelled:
+            known &= batch.has_action[0]
+        t = torch.nonzero(known)[:, 0]
+        t = t[(t + lag >= 0) & (t + lag < known.numel())]
+        t = t[known[t + lag]]
+        actions.append(batch.actions[0][t + lag].long())
+        out.append(inferred[t])
+    if not codes:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    return torch.cat(actions), torch.cat(out)
+
+
 def used_actions(model: Any, data: SequenceDataset, latent: bool) -> Tensor:
     """The actions (M,) of every transition of `data`: the model's inferred codes (`latent`)
     or the data's real actions."""
-    values = []
-    for i in range(data.num_episodes):
-        batch = data.episode(i).with_masks()
-        known = (batch.valid & ~batch.is_first.bool())[0]  # (T,)
-        row = model.latent_actions(batch.frames)[0].cpu() if latent else batch.actions[0]
-        values.append(row[known].long())
-    return torch.cat(values) if values else torch.zeros(0, dtype=torch.long)
+    episodes = range(data.num_episodes)
+    if latent:
+        return episode_pairs(data, episode_codes(model, data, episodes), labelled=False)[1]
+    dummy = [torch.zeros(int(n), dtype=torch.long) for n in data.episode_lengths]
+    return episode_pairs(data, dummy)[0]
 
 
 def code_usage(codes: Tensor, n_latent: int) -> dict[str, Any]:
@@ -191,67 +217,49 @@ def code_usage(codes: Tensor, n_latent: int) -> dict[str, Any]:
             "marginal": probs.round(4).tolist(), "transitions": int(codes.numel())}
 
 
-@torch.inference_mode()
-def lagged_pairs(model: Any, data: SequenceDataset, episodes: range, lag: int) -> tuple[Tensor, Tensor]:
-    """(real actions, codes) pairing the action at index t + `lag` with code t; lag 0 is
-    `count_pairs`' alignment (the action that led into frame t). Diagnoses off-by-one data."""
-    actions, codes = [], []
-    for i in episodes:
-        batch = data.episode(i).with_masks()
-        known = (batch.has_action & batch.valid & ~batch.is_first.bool())[0]  # (T,)
-        inferred = model.latent_actions(batch.frames)[0].cpu()  # (T,)
-        t = torch.nonzero(known)[:, 0]
-        t = t[(t + lag >= 0) & (t + lag < known.numel())]
-        t = t[known[t + lag]]
-        actions.append(batch.actions[0][t + lag])
-        codes.append(inferred[t])
-    return torch.cat(actions), torch.cat(codes)
+def fitted_accuracy(real: ModelSpec, n_latent: int, fit: tuple[Tensor, Tensor],
+                    test: tuple[Tensor, Tensor]) -> float:
+    """Accuracy on `test` (actions, codes) of an `ActionMap` fitted on `fit` (actions, codes)."""
+    action_map = ActionMap(real, n_latent)
+    action_map.update(*fit)
+    return action_map.accuracy(*test)
 
 
 @torch.inference_mode()
 def label_probe(model: Any, train: SequenceDataset, holdout: SequenceDataset, episodes: Sequence[int],
-                classes: Sequence[int] | None = None) -> dict[str, Any]:
+                classes: Sequence[int] | None = None, lags: Sequence[int] = (-1, 0, 1),
+                lag_episodes: int = 5) -> dict[str, Any]:
     """Accuracy on `holdout`'s transitions of an `ActionMap` fitted on the first N training
-    episodes, for N in `episodes`, with the chance level. `classes` maps each real action to
-    its effect class (e.g. MinAtar actions outside the game's minimal set act as no-op):
-    the probe is then also reported on classes."""
+    episodes, for N in `episodes`, with the chance level (majority real action). `classes`
+    maps each real action to its effect class (e.g. MinAtar actions outside the game's
+    minimal set act as no-op): the probe is then also reported on classes. ``lag_check``:
+    the probe at `lag_episodes` with the actions shifted by each of `lags` (lag 0 should be
+    the best when the data's action at index t led into frame t)."""
     real = ModelSpec(family=model.spec.family, frame_shape=tuple(model.spec.frame_shape),
                      action_kind="discrete", action_dim=train.action_dim, feature_dim=1)
     n_latent = int(model.cfg.n_latent)
-    test_actions, test_codes = count_pairs(model, holdout, range(holdout.num_episodes))
+    most = min(max([*episodes, lag_episodes]), train.num_episodes)
+    train_codes = episode_codes(model, train, range(most))
+    test_codes = episode_codes(model, holdout, range(holdout.num_episodes))
+    test = episode_pairs(holdout, test_codes)
     lookup = None if classes is None else torch.as_tensor(list(classes), dtype=torch.long)
-    out: dict[str, Any] = {"chance": majority_fraction(test_actions),
-                           "test_transitions": int(test_codes.numel()), "per_episodes": {}}
+    out: dict[str, Any] = {"chance": majority_fraction(test[0]), "test_transitions": int(test[1].numel()),
+                           "per_episodes": {}}
     if lookup is not None:
-        out["classes"], out["chance_classes"] = list(classes), majority_fraction(lookup[test_actions])
+        out["classes"], out["chance_classes"] = list(classes), majority_fraction(lookup[test[0]])
     for n in episodes:
         used = min(int(n), train.num_episodes)
-        actions, codes = count_pairs(model, train, range(used))
-        fitted = ActionMap(real, n_latent)
-        fitted.update(actions, codes)
-        row = {"episodes": used, "transitions": int(codes.numel()),
-               "accuracy": fitted.accuracy(test_actions, test_codes)}
+        fit = episode_pairs(train, train_codes[:used])
+        row = {"episodes": used, "transitions": int(fit[1].numel()),
+               "accuracy": fitted_accuracy(real, n_latent, fit, test)}
         if lookup is not None:
-            grouped = ActionMap(real, n_latent)
-            grouped.update(lookup[actions], codes)
-            row["accuracy_classes"] = grouped.accuracy(lookup[test_actions], test_codes)
+            row["accuracy_classes"] = fitted_accuracy(real, n_latent, (lookup[fit[0]], fit[1]),
+                                                      (lookup[test[0]], test[1]))
         out["per_episodes"][str(n)] = row
-    return out
-
-
-@torch.inference_mode()
-def lag_check(model: Any, train: SequenceDataset, holdout: SequenceDataset, episodes: int,
-              lags: Sequence[int] = (-1, 0, 1)) -> dict[str, float]:
-    """Probe accuracy with the actions shifted by each lag (fit on the first `episodes`
-    training episodes, scored on held-out ones): lag 0 should be the best when the data's
-    action at index t is the one that led into frame t."""
-    real = ModelSpec(family=model.spec.family, frame_shape=tuple(model.spec.frame_shape),
-                     action_kind="discrete", action_dim=train.action_dim, feature_dim=1)
-    out = {}
-    for lag in lags:
-        fitted = ActionMap(real, int(model.cfg.n_latent))
-        fitted.update(*lagged_pairs(model, train, range(min(episodes, train.num_episodes)), lag))
-        out[str(lag)] = fitted.accuracy(*lagged_pairs(model, holdout, range(holdout.num_episodes), lag))
+    used = min(lag_episodes, train.num_episodes)
+    out["lag_check"] = {str(lag): fitted_accuracy(real, n_latent,
+                                                  episode_pairs(train, train_codes[:used], lag),
+                                                  episode_pairs(holdout, test_codes, lag)) for lag in lags}
     return out
 
 

@@ -78,8 +78,9 @@ def test_lag_zero_is_count_pairs_alignment():
     spec = families.make_spec("genie", (dot.SIZE, dot.SIZE, 3), "discrete", 2, preset="tiny",
                               overrides={"action_mode": "latent"})
     model = families.build_model(spec).eval()
-    a, c = cm.lagged_pairs(model, data, range(3), 0)
+    codes = cm.episode_codes(model, data, range(3))
+    a, c = cm.episode_pairs(data, codes, 0)
     b, d = count_pairs(model, data, range(3))
     assert torch.equal(a, b) and torch.equal(c, d)
-    shifted, _ = cm.lagged_pairs(model, data, range(3), 1)
+    shifted, _ = cm.episode_pairs(data, codes, 1)
     assert shifted.numel() == 3 * 4  # the last transition of each episode has no successor

@@ -19,11 +19,13 @@ from tests.world_models import genie_tasks as dot
 from world_models import families
 from world_models.action_map import ActionMap
 from world_models.base import burn_in
+from world_models.batch import SequenceBatch
 from world_models.checkpoint import ContextBank, load_checkpoint, save_checkpoint
 from world_models.genie.model import real_action_spec
 from world_models.genie.quantizers import make_quantizer
 from world_models.genie.tokenizer import Tokenizer
 from world_models.sampling import TorchNoise
+from world_models.stages import model_stages
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -243,3 +245,48 @@ def test_train_model_from_a_folder_of_mp4_files(tmp_path):
     for _ in range(3):
         obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
     assert obs.shape == (dot.SIZE, dot.SIZE, 3) and reward == 0.0 and not terminated and truncated
+
+
+def oracle_batch(frames: torch.Tensor, actions: torch.Tensor) -> SequenceBatch:
+    """Dot episodes as a labelled batch (every transition after the first has its action)."""
+    b, t = actions.shape
+    first = torch.zeros(b, t, dtype=torch.bool)
+    first[:, 0] = True
+    ones = torch.ones(b, t, dtype=torch.bool)
+    return SequenceBatch(frames=frames, actions=actions, rewards=torch.zeros(b, t), terminated=~ones,
+                         is_first=first, valid=ones, has_action=~first, has_reward=ones)
+
+
+def test_oracle_steps_with_real_actions_and_trains_without_a_lam_stage():
+    model = tiny_model(dynamics_actions="real").train()
+    assert model.spec.action_kind == "discrete" and model.spec.action_dim == 2
+    assert model.dynamics.action_emb.num_embeddings == 3  # 2 real actions + the start id
+    assert [s.name for s in model_stages(model)] == ["tokenizer", "dynamics"]
+    frames, actions = dot.episodes(4, 5, seed=1)
+    loss, metrics = model.compute_loss(oracle_batch(frames, actions), 0)  # every part trainable
+    assert torch.isfinite(loss) and "lam_loss" not in metrics  # the oracle never trains its LAM
+    model.tokenizer.requires_grad_(False)  # the dynamics stage
+    loss, metrics = model.compute_loss(oracle_batch(frames, actions), 100)
+    assert torch.isfinite(loss) and "dynamics_loss" in metrics and "lam_loss" not in metrics
+    loss.backward()
+    assert model.dynamics.action_emb.weight.grad is not None
+    model.eval()
+    state = burn_in(model, frames[:, :3], actions[:, :3])
+    out = model.step(state, torch.tensor([0, 1, 1, 0]), TorchNoise(torch.Generator().manual_seed(0)))
+    assert out.state["frame"].shape == (4, dot.SIZE, dot.SIZE, 3)
+    assert out.state["actions"].max() <= 2
+    with pytest.raises(ValueError, match="real actions must be in"):
+        model.step(state, torch.tensor([0, 2, 1, 0]))
+    with pytest.raises(ValueError, match="real actions only"):
+        model.with_action_mode("latent")
+
+
+@pytest.mark.parametrize(("kind", "dim", "overrides", "match"), [
+    ("continuous", 1, {}, "discrete actions"),
+    ("discrete", 1, {}, "action-free"),
+    ("discrete", 2, {"action_mode": "latent"}, "action_mode must be 'real'"),
+    ("discrete", 2, {"dynamics_actions": "labels"}, "dynamics_actions must be one of"),
+])
+def test_oracle_rejects_what_it_cannot_condition_on(kind, dim, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_model(kind, dim, **{"dynamics_actions": "real", **overrides})

@@ -6,6 +6,8 @@ action mode (hparam ``action_mode``): ``latent`` gives Discrete(n_latent) (the d
 action-free data, whose placeholder action space is discrete:1), ``real`` the real task's
 actions through a fitted real-to-latent map (the default when the data has an action
 space; pass ``--overrides '{"action_mode": "latent"}'`` for ``--ignore-actions`` data).
+With ``dynamics_actions`` "real" the dynamics is conditioned on the data's real discrete
+actions instead (the oracle of latent-action controllability; action mode "real").
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ def make_spec(
             "low": None if action_low is None else [float(v) for v in action_low],
             "high": None if action_high is None else [float(v) for v in action_high]}
     mode = cfg.action_mode
+    if cfg.dynamics_actions == "real":
+        if action_kind != "discrete" or int(action_dim) < 2:
+            what = "continuous" if action_kind == "continuous" else f"discrete:{int(action_dim)}"
+            raise ValueError(f"genie dynamics_actions='real' needs data with discrete actions "
+                             f"(at least 2), got {what} (action-free data is discrete:1)")
+        mode = "real"
     if mode == "auto":
         mode = "latent" if (action_kind == "discrete" and int(action_dim) == 1) else "real"
     return build_spec("genie", frame_shape, real, cfg.replace({"action_mode": mode}), mode)

@@ -19,6 +19,8 @@ from world_models.genie.quantizers import QUANTIZERS
 
 ACTION_MODES: tuple[str, ...] = ("auto", "latent", "real")
 """Values of `GenieConfig.action_mode` ("auto" is resolved by `make_spec`)."""
+DYNAMICS_ACTIONS: tuple[str, ...] = ("latent", "real")
+"""Values of `GenieConfig.dynamics_actions`."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class GenieConfig:
     """Extra weight of the pixels that change between o_t and o_t+1 in the LAM decoder loss."""
     lam_variance_weight: float = 0.1
     """Weight of the penalty on latent dimensions whose batch std falls below 0.5 (collapse)."""
+    lam_history: bool = False
+    """Give the LAM decoder o_t-1 besides o_t: what the past predicts (a ball in flight)
+    then needs no code, leaving the code to what the action changes (DESIGN section 9)."""
     lam_label_weight: float = 0.1
     """Weight of the label term: a head predicts the real action from the code, where the
     data has actions (turns the codes into the actions, DESIGN section 9); 0: none."""
@@ -89,6 +94,10 @@ class GenieConfig:
     """Native action space of the env: "latent" (Discrete(n_latent)), "real" (the data's
     actions, mapped to latent codes by the fitted action map) or "auto": latent for
     action-free data (the placeholder action space discrete:1), real otherwise."""
+    dynamics_actions: str = "latent"
+    """What the dynamics is conditioned on: "latent" (the LAM's codes, inferred from frame
+    pairs: Genie) or "real" (the data's real discrete actions, no LAM stage: the oracle that
+    latent-action controllability is compared with; needs action_mode "real")."""
 
     def replace(self, overrides: dict[str, Any]) -> GenieConfig:
         """A copy with `overrides` applied (unknown keys: ValueError); lists become tuples."""
@@ -124,6 +133,12 @@ class GenieConfig:
             raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
         if self.action_mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
+        if self.dynamics_actions not in DYNAMICS_ACTIONS:
+            raise ValueError(f"dynamics_actions must be one of {DYNAMICS_ACTIONS}, "
+                             f"got {self.dynamics_actions!r}")
+        if self.dynamics_actions == "real" and self.action_mode == "latent":
+            raise ValueError("dynamics_actions='real' conditions the dynamics on real actions: "
+                             "action_mode must be 'real' (or 'auto'), not 'latent'")
         if self.dyn_dim % self.dyn_heads:
             raise ValueError(f"dyn_dim {self.dyn_dim} must be divisible by dyn_heads {self.dyn_heads}")
         if self.maskgit_steps < 1 or self.context_len < 1:

@@ -13,7 +13,9 @@ Guards against the known failures (DESIGN section 9):
   dimension's batch std up to 0.5 (`variance_penalty`); code usage is logged;
 - codes that describe the ball instead of the paddle: a small label term (a linear head
   predicting the real action from the code, only where ``has_action``) where labels exist;
-- the decoder loss weights the pixels that change (motion), which are few.
+- the decoder loss weights the pixels that change (motion), which are few;
+- optionally (``history``) the decoder also sees o_t-1, so what the past already predicts
+  (a ball in flight) needs no code and the code is left to what the action changes.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class LatentActionModel(nn.Module):
     """
 
     def __init__(self, frame_shape: tuple[int, int, int], channels: int, levels: tuple[int, ...],
-                 real_spec: ModelSpec) -> None:
+                 real_spec: ModelSpec, history: bool = False) -> None:
         super().__init__()
         h, w, c = frame_shape
         stages = max(1, int(math.log2(min(h, w) // 4)))  # down to about 4x4
@@ -62,7 +64,8 @@ class LatentActionModel(nn.Module):
         self.to_code = nn.Sequential(nn.Linear(2 * channels, channels), nn.SiLU(),
                                      nn.Linear(channels, self.dim))
         self.fsq = FSQ(levels=list(levels), preserve_symmetry=any(level == 2 for level in levels))
-        self.dec_in = conv_block(c + self.dim, channels)
+        self.history = history
+        self.dec_in = conv_block((2 if history else 1) * c + self.dim, channels)
         self.dec_down = conv_block(channels, channels, stride=2)
         self.dec_mid = conv_block(channels + self.dim, channels)
         self.dec_up = nn.Sequential(nn.ConvTranspose2d(channels, channels, 4, 2, 1),
@@ -91,11 +94,13 @@ class LatentActionModel(nn.Module):
         """Latent action indices (M,) -> FSQ code vectors (M, d)."""
         return self.fsq.indices_to_codes(index.long()[:, None])[:, 0]
 
-    def predict_next(self, prev: Tensor, code: Tensor) -> Tensor:
-        """o_t uint8 (M, H, W, C) and code (M, d) -> predicted o_t+1 (M, C, H, W) in ~[0, 1]."""
+    def predict_next(self, prev: Tensor, code: Tensor, older: Tensor | None = None) -> Tensor:
+        """o_t uint8 (M, H, W, C) and code (M, d) (and with ``history`` o_t-1 `older`, the
+        same shape as `prev`) -> predicted o_t+1 (M, C, H, W) in ~[0, 1]."""
         x = to_unit(prev)  # (M, C, H, W)
         cond = code[:, :, None, None]  # (M, d, 1, 1)
-        skip = self.dec_in(torch.cat([x, cond.expand(-1, -1, *x.shape[-2:])], 1))  # (M, ch, H, W)
+        inputs = [x, to_unit(older)] if self.history else [x]
+        skip = self.dec_in(torch.cat([*inputs, cond.expand(-1, -1, *x.shape[-2:])], 1))  # (M, ch, H, W)
         low = self.dec_down(skip)  # (M, ch, H/2, W/2)
         low = self.dec_mid(torch.cat([low, cond.expand(-1, -1, *low.shape[-2:])], 1))
         up = self.dec_up(low)  # (M, ch, H, W)
@@ -109,6 +114,8 @@ class LatentActionModel(nn.Module):
 
         `pairs` (B, T) bool marks frames t whose transition (t-1 -> t) is real (valid, same
         episode); `labelled` (B, T) those of them whose ``actions[:, t]`` is a real action.
+        With ``history`` the decoder also gets frame t-2 where transition t-1 is real (else
+        frame t-1 again).
         At most `limit` real transitions (drawn at random; 0: all) enter the loss.
         Returns (loss, metrics).
         """
@@ -116,7 +123,13 @@ class LatentActionModel(nn.Module):
         prev, nxt = frames[:, :-1].flatten(0, 1)[keep], frames[:, 1:].flatten(0, 1)[keep]  # (M, H, W, C)
         mask = pairs[:, 1:].flatten()[keep]  # (M,)
         z, code, index = self.encode(prev, nxt)
-        pred = self.predict_next(prev, code)  # (M, C, H, W)
+        older = None
+        if self.history:
+            has_older = torch.cat([torch.zeros_like(pairs[:, :1]), pairs[:, 1:-1]], 1)  # (B, T-1)
+            before = torch.cat([frames[:, :1], frames[:, :-2]], 1)  # (B, T-1, H, W, C) frame t-2
+            shape = has_older.shape + (1,) * (frames.ndim - 2)
+            older = torch.where(has_older.view(shape), before, frames[:, :-1]).flatten(0, 1)[keep]
+        pred = self.predict_next(prev, code, older)  # (M, C, H, W)
         target, before = to_unit(nxt), to_unit(prev)
         moving = (target - before).abs().amax(1, keepdim=True) > 0.02  # (M, 1, H, W)
         weights = 1.0 + motion_weight * moving.float()

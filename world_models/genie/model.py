@@ -20,15 +20,23 @@ the same weights in the other mode):
 
 Burn-in and `observe` ignore the actions they are given: the code of each real transition
 is inferred from its two frames by the LAM (Genie does the same), so contexts work in either
-mode and from action-free data. A short context needs no padding: empty history slots are
-masked out of the dynamics' temporal attention.
+mode and from action-free data.
+
+Oracle (``dynamics_actions`` "real"): the dynamics and the reward predictor are conditioned
+on the real discrete actions themselves (ids 0..A-1, start id A), as a reference for what
+the latent actions could control. Training skips the LAM stage; a transition without a
+real action (``has_action`` False) is context with the start id and never a target of the
+dynamics loss; burn-in and `observe` use the actions they are given; mode "real" only.
+
+A short context needs no padding: empty history slots are masked out of the dynamics'
+temporal attention.
 
 State (fixed shape per row): ``tokens`` int64 (B, K, N) ring of token grids, ``actions``
-int64 (B, K) the code that led into each slot's frame (the start id n_latent for an episode's
-first frame), ``filled`` bool (B, K), ``pos`` int64 (B,) next slot to write (the oldest),
-``frame`` uint8 (B, H, W, C) the newest frame (real or decoded), ``reward_h`` float32
-(B, hidden) the reward predictor's GRU state. Features: the code vectors of the newest
-token grid (N * d) followed by ``reward_h``.
+int64 (B, K) the code (oracle: real action) that led into each slot's frame (the start id
+n_latent, oracle: A, for an episode's first frame), ``filled`` bool (B, K), ``pos`` int64
+(B,) next slot to write (the oldest), ``frame`` uint8 (B, H, W, C) the newest frame (real
+or decoded), ``reward_h`` float32 (B, hidden) the reward predictor's GRU state. Features:
+the code vectors of the newest token grid (N * d) followed by ``reward_h``.
 """
 
 from __future__ import annotations
@@ -99,14 +107,20 @@ class GenieWorldModel(nn.Module):
         frame_shape = tuple(spec.frame_shape)
         real = real_action_spec(spec)
         self.k, self.n_latent = cfg.context_len, cfg.n_latent
+        self.oracle = cfg.dynamics_actions == "real"
+        if self.oracle and (real.action_kind != "discrete" or spec.hparams["action_mode"] != "real"):
+            raise ValueError("genie dynamics_actions='real' needs discrete real actions and "
+                             "action_mode 'real'")
+        self.n_dyn = real.action_dim if self.oracle else cfg.n_latent
+        """Actions the dynamics is conditioned on (its start id is n_dyn)."""
         self.ema_decay = 0.0
         self.tokenizer = Tokenizer(frame_shape, cfg.tok_channels, cfg.patch,
                                    make_quantizer(cfg.quantizer, cfg.fsq_levels, cfg.vq_dim, cfg.vq_size))
-        self.lam = LatentActionModel(frame_shape, cfg.lam_channels, cfg.lam_levels, real)
-        self.dynamics = DynamicsTransformer(cfg.vocab, self.tokenizer.num_tokens, cfg.n_latent,
+        self.lam = LatentActionModel(frame_shape, cfg.lam_channels, cfg.lam_levels, real, cfg.lam_history)
+        self.dynamics = DynamicsTransformer(cfg.vocab, self.tokenizer.num_tokens, self.n_dyn,
                                             cfg.context_len, cfg.dyn_dim, cfg.dyn_layers, cfg.dyn_heads)
         latent = ModelSpec(family=spec.family, frame_shape=frame_shape, action_kind="discrete",
-                           action_dim=cfg.n_latent, feature_dim=1)
+                           action_dim=self.n_dyn, feature_dim=1)
         self.reward = RewardPredictor(latent, RewardPredictorConfig(
             hidden=cfg.reward_hidden, depth=cfg.reward_depth, image_size=cfg.reward_image_size,
             embed=2 * cfg.reward_hidden, head_hidden=cfg.reward_hidden))
@@ -123,6 +137,8 @@ class GenieWorldModel(nn.Module):
         """The same model (weights shared) whose spec acts in `mode`."""
         if mode == self.mode:
             return self
+        if self.oracle:
+            raise ValueError("a genie oracle (dynamics_actions='real') acts in real actions only")
         view = copy.copy(self)
         view.spec = build_spec(self.spec.family, tuple(self.spec.frame_shape),
                                self.spec.hparams["real_action"], self.cfg, mode)
@@ -131,7 +147,10 @@ class GenieWorldModel(nn.Module):
     def with_real_actions(self, real_spec: ModelSpec) -> GenieWorldModel:
         """A new model for the real action space of `real_spec`, native mode "real", holding
         these weights except the action map (emptied) and the LAM's label head (kept when
-        the real action space is unchanged)."""
+        the real action space is unchanged). Not for an oracle (its dynamics reads real
+        actions)."""
+        if self.oracle:
+            raise ValueError("a genie oracle (dynamics_actions='real') has no latent actions to map")
         real = {"kind": real_spec.action_kind, "dim": real_spec.action_dim,
                 "low": None if real_spec.action_low is None else list(real_spec.action_low),
                 "high": None if real_spec.action_high is None else list(real_spec.action_high)}
@@ -153,14 +172,16 @@ class GenieWorldModel(nn.Module):
         codes = self.lam.infer(frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1)).view(b, t - 1)
         return torch.cat([torch.zeros_like(codes[:, :1]), codes], 1)
 
-    def _to_latent(self, action: Tensor) -> Tensor:
-        """An env action (B,) or (B, A) of the current mode -> latent codes (B,) int64."""
+    def _to_dynamics(self, action: Tensor) -> Tensor:
+        """An env action (B,) or (B, A) of the current mode -> the dynamics' action ids (B,)
+        int64: latent codes (the real ones through the action map), or the oracle's real ids."""
         device = self.reward_frames.device
-        if self.mode == "real":
+        if self.mode == "real" and not self.oracle:
             return self.action_map.to_latent(action.to(device))
         codes = action.to(device).long().reshape(-1)
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.n_latent):
-            raise ValueError(f"latent actions must be in [0, {self.n_latent}), got {codes.tolist()}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.n_dyn):
+            raise ValueError(f"{'real' if self.oracle else 'latent'} actions must be in "
+                             f"[0, {self.n_dyn}), got {codes.tolist()}")
         return codes
 
     # ----------------------------------------------------------------- state plumbing
@@ -186,14 +207,15 @@ class GenieWorldModel(nn.Module):
                  "actions": torch.zeros(b, self.k, dtype=torch.long, device=device),
                  "filled": torch.zeros(b, self.k, dtype=torch.bool, device=device),
                  "pos": torch.zeros(b, dtype=torch.long, device=device)}
-        start = torch.full((b,), self.n_latent, dtype=torch.long, device=device)
+        start = torch.full((b,), self.n_dyn, dtype=torch.long, device=device)
         return self._push(empty, self.tokenizer.encode(frame), start, frame, self.reward.start(frame))
 
     # ----------------------------------------------------------------- protocol
     @torch.no_grad()
     def init_state(self, frames: Tensor, actions: Tensor) -> State:
         """Burn in on a context (B, T, ...): first frame, then `observe` each later one
-        (actions are ignored: the LAM infers each transition's code from its frames)."""
+        (actions are ignored, the LAM infers each transition's code from its frames; the
+        oracle reads them)."""
         check_context(self.spec, frames, actions)
         frames = frames.to(self.reward_frames.device)
         state = self._start(frames[:, 0])
@@ -203,9 +225,10 @@ class GenieWorldModel(nn.Module):
 
     @torch.no_grad()
     def observe(self, state: State, frame: Tensor, action: Tensor) -> State:
-        """Fold a real frame (B, H, W, C) uint8 in; its code comes from the LAM (`action` unused)."""
+        """Fold a real frame (B, H, W, C) uint8 in; its code comes from the LAM (`action`
+        unused), the oracle's from `action`."""
         frame = frame.to(self.reward_frames.device)
-        code = self.lam.infer(state["frame"], frame)  # (B,)
+        code = self._to_dynamics(action) if self.oracle else self.lam.infer(state["frame"], frame)  # (B,)
         h = self.reward.update(state["reward_h"], state["frame"], frame, code)
         return self._push(state, self.tokenizer.encode(frame), code, frame, h)
 
@@ -213,7 +236,7 @@ class GenieWorldModel(nn.Module):
     def step(self, state: State, action: Tensor, noise: Noise | torch.Generator | None = None) -> Transition:
         """Generate the next token grid with MaskGIT, decode it, predict reward and continue."""
         noise = as_noise(noise)
-        code = self._to_latent(action)  # (B,)
+        code = self._to_dynamics(action)  # (B,)
         tokens, actions, filled = self._chronological(state)
         b, device = code.shape[0], code.device
         seq_actions = torch.cat([actions, code[:, None]], 1)  # (B, K+1)
@@ -247,18 +270,21 @@ class GenieWorldModel(nn.Module):
 
     # ----------------------------------------------------------------- training
     def training_stages(self) -> list[Stage]:
-        """Tokenizer, then latent action model, then dynamics with the reward predictor."""
+        """Tokenizer, then latent action model (not for the oracle), then dynamics with the
+        reward predictor."""
         lr = self.cfg.lr
-        return [Stage("tokenizer", self.cfg.tokenizer_steps, (ParamGroup(("tokenizer.",)),), lr=lr),
-                Stage("latent_actions", self.cfg.lam_steps, (ParamGroup(("lam.",)),), lr=lr),
-                Stage("dynamics", None, (ParamGroup(("dynamics.", "reward.")),), lr=lr)]
+        stages = [Stage("tokenizer", self.cfg.tokenizer_steps, (ParamGroup(("tokenizer.",)),), lr=lr),
+                  Stage("latent_actions", self.cfg.lam_steps, (ParamGroup(("lam.",)),), lr=lr),
+                  Stage("dynamics", None, (ParamGroup(("dynamics.", "reward.")),), lr=lr)]
+        return [stage for stage in stages if not (self.oracle and stage.name == "latent_actions")]
 
     def compute_loss(self, batch: SequenceBatch, step: int = 0) -> tuple[Tensor, dict[str, float]]:
         """The losses of the parts left trainable (the trainer freezes the others per stage).
 
         Masks: frames count where ``valid``; a transition t-1 -> t where both are valid and
         t is not ``is_first``; real actions (LAM label term, action-map counts) where also
-        ``has_action``; rewards where ``valid & has_reward``.
+        ``has_action``; rewards where ``valid & has_reward``. The oracle's dynamics targets
+        are the labelled transitions only.
         """
         device = self.reward_frames.device
         batch = batch.with_masks().to(device)
@@ -276,19 +302,22 @@ class GenieWorldModel(nn.Module):
         if active(self.tokenizer):
             part, m = self.tokenizer.loss(frames, valid, cfg.fg_weight, cfg.tokenizer_frames)
             loss, metrics = loss + part, metrics | m
-        if active(self.lam):
+        if active(self.lam) and not self.oracle:
             part, m = self.lam.loss(frames, pairs, batch.actions, labelled, cfg.lam_motion_weight,
                                     cfg.lam_variance_weight, cfg.lam_label_weight, cfg.lam_pairs)
             loss, metrics = loss + part, metrics | m
-        if active(self.dynamics) or active(self.reward):
+        targets = labelled if self.oracle else pairs  # (B, T) frames the dynamics predicts
+        if self.oracle and (active(self.dynamics) or active(self.reward)):
+            codes = torch.where(labelled, batch.actions.long(), 0)  # (B, T) real action ids
+        elif active(self.dynamics) or active(self.reward):
             codes = torch.where(pairs, self.latent_actions(frames), 0)  # (B, T)
             if self.training:
                 self.action_map.update(batch.actions[labelled], codes[labelled])
         if active(self.dynamics):
-            part, m = self._dynamics_loss(frames, codes, pairs, valid, first)
+            part, m = self._dynamics_loss(frames, codes, targets, valid, first)
             loss, metrics = loss + part, metrics | m
         if active(self.reward):
-            part, m = self.reward.loss(batch._replace(actions=codes, has_action=pairs))
+            part, m = self.reward.loss(batch._replace(actions=codes, has_action=targets))
             loss, metrics = loss + part, metrics | m
             if self.training:
                 self.reward_frames += (valid & batch.has_reward).sum()
@@ -296,9 +325,10 @@ class GenieWorldModel(nn.Module):
 
     def _dynamics_loss(self, frames: Tensor, codes: Tensor, pairs: Tensor, valid: Tensor,
                        first: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """MaskGIT cross-entropy on masked tokens of frames with a real predecessor (`pairs`)."""
+        """MaskGIT cross-entropy on masked tokens of the frames `pairs` (B, T) (a real
+        predecessor and, for the oracle, its action), which are conditioned on `codes` (B, T)."""
         tokens = self.tokenizer.encode(frames)  # (B, T, N)
-        actions = torch.where(pairs, codes, self.n_latent)  # (B, T) start id without a predecessor
+        actions = torch.where(pairs, codes, self.n_dyn)  # (B, T) start id elsewhere
         episode = first.long().cumsum(1)  # (B, T)
         allowed = causal_allowed(episode, valid, self.k)  # (B, T, T)
         corrupted, masked = mask_tokens(tokens, pairs, self.dynamics.mask_id)

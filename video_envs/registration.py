@@ -39,8 +39,12 @@ ATARI_GAMES: dict[str, str] = {
 TASK_IDS: tuple[str, ...] = (
     *CLASSIC_TASKS,
     *(f"vwm/MinAtar{name}-v0" for name in MINATAR_GAMES),
+    *(f"vwm/MinAtar{name}Minimal-v0" for name in MINATAR_GAMES),
 )
-"""Real task ids that work without optional extras."""
+"""Real task ids that work without optional extras. ``vwm/MinAtarGAME-v0`` acts in MinAtar's
+full 6-action set, ``vwm/MinAtarGAMEMinimal-v0`` in the game's minimal set (MinAtar's own
+Gymnasium ids call them v0 and v1; e.g. 3 actions in Breakout, where 4 of the 6 full-set
+actions do nothing)."""
 
 ATARI_TASK_IDS: tuple[str, ...] = tuple(f"vwm/{name}Pixels-v0" for name in ATARI_GAMES)
 """Real ALE task ids; making one needs ``pip install 'vwm[atari]'``."""
@@ -59,11 +63,12 @@ def register_envs() -> None:
     for env_id, (entry_point, max_steps) in CLASSIC_TASKS.items():
         _register(env_id, entry_point=entry_point, max_episode_steps=max_steps)
     for name, game in MINATAR_GAMES.items():
-        _register(
-            f"vwm/MinAtar{name}-v0",
-            entry_point="video_envs.minatar_pixels:MinAtarPixelsEnv",
-            kwargs={"game": game},
-        )
+        for suffix, minimal in (("", False), ("Minimal", True)):
+            _register(
+                f"vwm/MinAtar{name}{suffix}-v0",
+                entry_point="video_envs.minatar_pixels:MinAtarPixelsEnv",
+                kwargs={"game": game, "use_minimal_action_set": minimal},
+            )
     for name, game in ATARI_GAMES.items():
         _register(
             f"vwm/{name}Pixels-v0",

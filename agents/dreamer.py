@@ -277,13 +277,17 @@ class DreamerPolicy:
         self.filter = ModelFilter(model, device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self._last: Tensor | None = None
+        self.action_repeat = 1
+        """Real steps each action is held for, as the agent was trained (its ``agent.json``)."""
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu") -> DreamerPolicy:
         """A saved agent together with the world model copied next to it."""
         folder = Path(folder)
         checkpoint: Checkpoint = load_checkpoint(folder / "world_model", device=device)
-        return cls(DreamerAgent.load(folder, device), checkpoint.model)
+        policy = cls(DreamerAgent.load(folder, device), checkpoint.model)
+        policy.action_repeat = int(json.loads((folder / "agent.json").read_text()).get("action_repeat", 1))
+        return policy
 
     def reset(self) -> None:
         """Forget the tracked episode (the next `predict` starts a new one)."""

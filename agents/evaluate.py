@@ -325,6 +325,9 @@ class EvaluateConfig:
     trust_pickle: bool = False
     """Load an SB3 --policy zip with SB3's own loader, which unpickles (runs code from) the
     file: only for files you trust. By default only its weights are read."""
+    action_repeat: int = 0
+    """Real steps each action is held for (0: as the policy was trained, e.g. a Dreamer agent
+    of `vwm train-agent --online --action-repeat 2`; else 1)."""
 
 
 def evaluate_from_config(cfg: EvaluateConfig) -> EvalResult:
@@ -340,9 +343,10 @@ def evaluate_from_config(cfg: EvaluateConfig) -> EvalResult:
         if cfg.checkpoint is None:
             raise ValueError("--latent-actions needs --checkpoint (the fitted world model)")
         policy = latent_action_policy(policy, cfg.checkpoint, cfg.device)
+    repeat = cfg.action_repeat or int(getattr(policy, "action_repeat", 1))
     result = evaluate_policy(
         policy, cfg.task, cfg.episodes, cfg.seed, cfg.num_envs, cfg.deterministic,
-        video=cfg.video, policy_name=cfg.policy, progress=not cfg.json,
+        video=cfg.video, policy_name=cfg.policy, progress=not cfg.json, action_repeat=repeat,
     )
     print(json.dumps(result.to_dict(), indent=2) if cfg.json else result.table())
     return result

@@ -11,6 +11,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from agents.dreamer import DreamerConfig
+from agents.evaluate import load_policy
 from agents.online import OnlineConfig, agent_dir, model_dir, run_online
 from agents.online_progress import planned_updates
 
@@ -58,3 +59,6 @@ def test_action_repeat_runs_and_is_reproducible(tmp_path):
     assert first == second
     # 400 env steps at 2 per decision: episodes of random CartPole are ~11 decisions long
     assert first["curve"][-1][0] == 400
+    # `vwm evaluate` holds each action for as many steps as the agent was trained with
+    policy = load_policy(str(tmp_path / "a"), "vwm/CartPolePixels-v0")
+    assert policy.action_repeat == 2

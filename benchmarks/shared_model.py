@@ -114,7 +114,7 @@ def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir
             device=device, batch_size=settings.model_batch, seq_len=settings.model_seq, seed=spec.seed,
             eval_every=0, checkpoint_every=max(100, settings.model_steps // 5), resume=True,
             overrides=model_overrides(settings, spec.family, spec.task) or "", progress=progress,
-            holdout_episodes=HOLDOUT_EPISODES, ignore_actions=labels > 0,
+            holdout_episodes=HOLDOUT_EPISODES, ignore_actions=labels > 0, label_episodes=labels,
         )
         checkpoint = train_world_model(train_cfg)
         config = read_config(checkpoint)
@@ -136,17 +136,18 @@ def ensure_model(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir
 
 def fit_labelled(checkpoint: Path, dataset: str, episodes: int, folder: Path, seed: int,
                  device: str = "cpu") -> tuple[Path, dict[str, float], dict[str, Any]]:
-    """Fit the real-action map of a model trained without actions on the first `episodes`
-    episodes of `dataset` (`vwm fit-actions`); returns (the composed checkpoint, its
-    open-loop fidelity on the held-out episodes in real actions, the fit summary)."""
+    """Fit the real-action map of a model trained without actions (but for the `episodes`
+    labelled episodes) on those same episodes of `dataset` (`vwm fit-actions`); returns
+    (the composed checkpoint, its open-loop fidelity on the held-out episodes in real
+    actions, the fit summary)."""
     from world_models.checkpoint import load_checkpoint
     from world_models.data import SequenceDataset
     from world_models.fit_actions import FitActionsConfig, fit_actions
     from world_models.train import TrainConfig, evaluate_fidelity
 
-    fitted, summary = fit_actions(FitActionsConfig(checkpoint=str(checkpoint), dataset=dataset,
-                                                   episodes=episodes, out=str(folder / "fitted"),
-                                                   device=device))
+    fitted, summary = fit_actions(FitActionsConfig(  # the episodes training saw labelled
+        checkpoint=str(checkpoint), dataset=dataset, episodes=episodes, probe_episodes=HOLDOUT_EPISODES,
+        out=str(folder / "fitted"), device=device))
     model = load_checkpoint(fitted, device=device).model
     holdout = SequenceDataset.from_minari(dataset, HOLDOUT_EPISODES).holdout
     fidelity = evaluate_fidelity(model, holdout, model.spec.context_len, TrainConfig.eval_horizon, seed)

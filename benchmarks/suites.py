@@ -68,10 +68,11 @@ class SuiteSettings:
     """Write one real | family A | family B ... video per (task, budget, preset, seed) from the
     shared models, after the runs (`benchmarks.shared_model.write_family_videos`)."""
     label_episodes: dict[str, int] = field(default_factory=dict)
-    """Families whose shared model learns from the frames and rewards alone, as from
-    action-free video (``--ignore-actions``), and then gets its real-action map fitted on
-    this many labelled episodes of the same data (`vwm fit-actions`, LAPO), e.g.
-    ``{"genie": 5}``; only for families with latent actions."""
+    """Families whose shared model learns from the frames and rewards with the actions of
+    only this many episodes, as from action-free video plus a few labelled episodes
+    (``--ignore-actions --label-episodes N``), then gets its real-action map fitted on
+    those episodes (`vwm fit-actions`, LAPO), e.g. ``{"genie": 5}``; only for families
+    with latent actions."""
 
 
 @dataclass(frozen=True)
@@ -331,8 +332,10 @@ SUITES["families"] = Suite(
     families=("rssm", "diffusion", "genie"),
     settings=SuiteSettings(
         eval_episodes=10, model_seconds=480.0, imagined_steps=30_000,
-        # genie learns as from action-free video, then fits its action map on 5 labelled
-        # episodes (issue 10's headline); its first two stages get ~40% of the 8 minutes
+        # genie learns as from action-free video plus 5 labelled episodes (issue 10's
+        # headline: its LAM's label term on them makes the codes the actions, DESIGN
+        # section 9), then fits its action map on them; its first two stages get ~40% of
+        # the 8 minutes
         label_episodes={"genie": 5},
         model_overrides={**SMALL_FRAMES, "genie": {"tokenizer_steps": 300, "lam_steps": 250},
                          # MinAtar is a 10x10 grid drawn in blocks: denoise at the native grid

@@ -106,7 +106,10 @@ class MixedDataset:
     when it has actions (else the first source that has), the start contexts.
     """
 
-    def __init__(self, sources: Sequence[SequenceDataset]) -> None:
+    def __init__(self, sources: Sequence[SequenceDataset],
+                 shares: Sequence[float | None] | None = None) -> None:
+        """`shares`: per source, the fraction of each batch's rows it gives, or None (the
+        sources without one split the rest in proportion to their frames)."""
         if not sources:
             raise ValueError("need at least one training source")
         first = sources[0]
@@ -120,6 +123,8 @@ class MixedDataset:
                 raise ValueError("sources read different action spaces")
         self.sources = list(sources)
         self.cumulative = np.cumsum([s.num_frames for s in self.sources])  # (S,)
+        self.probabilities = source_probabilities([s.num_frames for s in self.sources],
+                                                  list(shares) if shares else [None] * len(self.sources))
 
     @property
     def primary(self) -> SequenceDataset:
@@ -162,11 +167,14 @@ class MixedDataset:
         ]
 
     def sample(self, batch_size: int, seq_len: int, generator: Generator) -> SequenceBatch:
-        """(B, T) windows, each row from a source drawn in proportion to its frames."""
+        """(B, T) windows, each row from a source drawn with `probabilities` (by default in
+        proportion to its frames)."""
         if len(self.sources) == 1:
             return self.primary.sample(batch_size, seq_len, generator)
-        draws = randint(generator, self.num_frames, batch_size)  # (B,)
-        which = np.searchsorted(self.cumulative, draws, side="right")  # (B,)
+        resolution = 1 << 30
+        draws = randint(generator, resolution, batch_size)  # (B,) uniform in [0, 1) * resolution
+        edges = np.round(np.cumsum(self.probabilities) * resolution)  # (S,)
+        which = np.minimum(np.searchsorted(edges, draws, side="right"), len(self.sources) - 1)  # (B,)
         parts, rows = [], []
         for k, source in enumerate(self.sources):
             picked = np.flatnonzero(which == k)
@@ -177,9 +185,26 @@ class MixedDataset:
         return SequenceBatch(*(torch.cat(field)[order] for field in zip(*parts, strict=True)))
 
     def contexts(self, n: int, length: int, generator: Generator) -> ContextBank:
-        """Start contexts from the first source with actions (else the primary one)."""
-        source = next((s for s in self.sources if s.has_actions), self.primary)
+        """Start contexts from the first source with actions (else the primary one); a few
+        labelled episodes beside action-free ones (`label_episodes`) are not used for them."""
+        source = next((s for s in self.sources if s.has_actions and "label_episodes" not in s.info),
+                      self.primary)
         return source.contexts(n, length, generator)
+
+
+LABELLED_SHARE = 0.25
+"""Fraction of each batch drawn from the labelled episodes kept by `label_episodes`."""
+
+
+def source_probabilities(frames: Sequence[int], shares: Sequence[float | None]) -> np.ndarray:
+    """(S,) sampling probability of each source: its share where given, else the rest split
+    in proportion to `frames`."""
+    fixed = sum(x for x in shares if x is not None)
+    if any(x is not None and not 0 < x < 1 for x in shares) or fixed >= 1:
+        raise ValueError(f"source shares must be in (0, 1) and sum below 1, got {list(shares)}")
+    free = sum(n for n, x in zip(frames, shares, strict=True) if x is None)
+    return np.array([x if x is not None else (1 - fixed) * n / free
+                     for n, x in zip(frames, shares, strict=True)])
 
 
 def load_sources(
@@ -189,14 +214,21 @@ def load_sources(
     action_space: str = "",
     holdout_episodes: int = 0,
     video_size: int = 64,
+    label_episodes: int = 0,
 ) -> MixedDataset:
     """The sources of one training run (see the module docstring for the action space).
 
     `dataset` is a Minari id (optional when `videos` are given); `videos` are files,
     folders or comma lists. Videos are resized to the dataset's frames, or to
     `video_size` squares when there is no dataset (0 keeps their size). Held-out episodes
-    come from the primary source: the dataset when given, else the videos.
+    come from the primary source: the dataset when given, else the videos. With
+    `ignore_actions`, `label_episodes` > 0 keeps the actions of the dataset's first that
+    many training episodes, as a source that gives `LABELLED_SHARE` of every batch (a few
+    labelled episodes beside action-free data).
     """
+    if label_episodes and not (dataset and ignore_actions):
+        raise ValueError("--label-episodes keeps the actions of a few --dataset episodes; it needs "
+                         "--dataset and --ignore-actions")
     paths = video_paths(videos)
     if not dataset and not paths:
         raise ValueError("nothing to train on: give --dataset, --videos, or both")
@@ -222,4 +254,12 @@ def load_sources(
         size = sources[0].frame_shape[:2] if sources else (video_size or None)
         clips = SequenceDataset.from_videos(paths, size, 0 if sources else holdout_episodes)
         sources.append(with_action_space(clips, space))
-    return MixedDataset(sources)
+    if not label_episodes:
+        return MixedDataset(sources)
+    full = SequenceDataset.from_minari(dataset, holdout_episodes)
+    if not 0 < label_episodes <= full.num_episodes:
+        raise ValueError(f"--label-episodes {label_episodes} must be in [1, {full.num_episodes}] "
+                         f"(training episodes of {dataset!r})")
+    labelled = full._subset(0, label_episodes)
+    labelled.info = {**full.info, "label_episodes": label_episodes}
+    return MixedDataset([*sources, labelled], [*[None] * len(sources), LABELLED_SHARE])

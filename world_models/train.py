@@ -68,6 +68,10 @@ class TrainConfig(LoopConfig):
     its frames."""
     ignore_actions: bool = False
     """Train on the dataset without its actions (its action space still sizes the model)."""
+    label_episodes: int = 0
+    """With --ignore-actions: keep the real actions of the first N training episodes of
+    --dataset, which then make up a quarter of every batch (a few labelled episodes beside
+    action-free data: genie's latent action model learns its codes to be the actions)."""
     action_space: str = ""
     """Model action space when the data has none: discrete:N or continuous:A[:LOW:HIGH]
     (default with videos only: discrete:1, a single "no action")."""
@@ -169,7 +173,7 @@ def _comparison_image(
 
 def _load_data(cfg: TrainConfig) -> MixedDataset:
     return load_sources(cfg.dataset, cfg.videos, cfg.ignore_actions, cfg.action_space,
-                        cfg.holdout_episodes, cfg.video_size)
+                        cfg.holdout_episodes, cfg.video_size, cfg.label_episodes)
 
 
 def _check_resumable(out: Path, previous: dict[str, Any], cfg: TrainConfig) -> None:

@@ -107,6 +107,25 @@ def test_mixed_sources_draw_by_frames_with_their_masks(tmp_path):
         load_sources()
 
 
+def test_a_few_labelled_episodes_beside_action_free_data():
+    """--ignore-actions --label-episodes 1: the first training episode keeps its actions and
+    gives a quarter of every batch; the rest of the data stays action-free."""
+    dataset = _make_minari()
+    data = load_sources(dataset, ignore_actions=True, holdout_episodes=1, label_episodes=1)
+    free, labelled = data.sources
+    assert not free.has_actions and labelled.has_actions and labelled.num_episodes == 1
+    assert labelled.frames.shape[0] == 13  # training episode 0 = the dataset's second (12 steps)
+    np.testing.assert_allclose(data.probabilities, [0.75, 0.25])
+    batch = data.sample(800, 4, np.random.default_rng(0))
+    marked = batch.has_action.any(1)  # (B,) rows from the labelled episode
+    assert abs(float(marked.float().mean()) - 0.25) < 0.05
+    assert data.contexts(2, 3, np.random.default_rng(0)).frames.shape == (2, 3, SIDE, SIDE, 3)
+    with pytest.raises(ValueError, match="--ignore-actions"):
+        load_sources(dataset, label_episodes=1)
+    with pytest.raises(ValueError, match="label-episodes 9"):
+        load_sources(dataset, ignore_actions=True, holdout_episodes=1, label_episodes=9)
+
+
 def test_train_from_video_folder_without_actions(tmp_path):
     folder = _write_videos(tmp_path / "videos")  # three mp4 files
     extra = _write_videos(tmp_path / "extra", count=2, suffix=".gif")

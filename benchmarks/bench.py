@@ -34,6 +34,8 @@ class BenchConfig:
     suite's others in its report."""
     seed: tuple[int, ...] | None = None
     """Seeds to run instead of the suite's (e.g. --seed 0 1)."""
+    task: tuple[str, ...] | None = None
+    """Tasks to run instead of the suite's (e.g. --task vwm/MinAtarBreakout-v0)."""
     device: str = "auto"
     """Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N. Every model, agent
     and planner of the suite runs on it (resolved where each run executes: on its Ray worker
@@ -60,7 +62,7 @@ class BenchConfig:
 def bench_from_config(cfg: BenchConfig) -> int:
     """`vwm bench` entry point: runs the suite, builds the report; returns the exit status
     (1 when some runs failed on Ray: the report covers the others)."""
-    suite = with_options(get_suite(cfg.suite), cfg.family, cfg.method, cfg.seed)
+    suite = with_options(get_suite(cfg.suite), cfg.family, cfg.method, cfg.seed, cfg.task)
     results = Path(cfg.results or f"benchmarks/results/{suite.name}")
     work = Path(cfg.work or f"runs/bench/{suite.name}")
     status = 0

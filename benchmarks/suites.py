@@ -354,10 +354,16 @@ def get_suite(name: str) -> Suite:
 
 
 def with_options(suite: Suite, families: tuple[str, ...] | None = None,
-                 methods: tuple[str, ...] | None = None, seeds: tuple[int, ...] | None = None) -> Suite:
-    """`suite` with its families, methods or seeds replaced by those given (model overrides of
-    dropped families are dropped too), validated. Results of a subset land beside the full
-    suite's, so a suite can be run piece by piece."""
+                 methods: tuple[str, ...] | None = None, seeds: tuple[int, ...] | None = None,
+                 tasks: tuple[str, ...] | None = None) -> Suite:
+    """`suite` with its families, methods, seeds or tasks replaced by those given (model
+    overrides of dropped families and tasks are dropped too), validated. Results of a subset
+    land beside the full suite's, so a suite can be run piece by piece."""
+    if tasks:
+        overrides = {k: o for k, o in suite.settings.model_overrides.items()
+                     if "@" not in k or k.split("@", 1)[1] in tasks}
+        suite = replace(suite, tasks=tuple(tasks),
+                        settings=replace(suite.settings, model_overrides=overrides))
     if families:
         overrides = {f: o for f, o in suite.settings.model_overrides.items() if f.split("@")[0] in families}
         suite = replace(suite, families=tuple(families),

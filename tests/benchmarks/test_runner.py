@@ -171,5 +171,8 @@ def test_a_suite_runs_piece_by_piece_with_methods_and_seeds():
     suite = with_options(get_suite("cartpole"), methods=("dreamer", "random"), seeds=(1,))
     assert suite.methods == ("dreamer", "random") and suite.seeds == (1,)
     assert {(s.method, s.seed) for s in runner.expand(suite)} == {("dreamer", 1), ("random", 1)}
+    breakout = with_options(get_suite("families"), tasks=("vwm/MinAtarBreakout-v0",))
+    assert breakout.tasks == ("vwm/MinAtarBreakout-v0",) and "diffusion@vwm/MinAtarBreakout-v0" in \
+        breakout.settings.model_overrides
     with pytest.raises(ValueError, match="unknown methods \\['ppo_rael'\\]"):
         with_options(get_suite("cartpole"), methods=("ppo_rael",))

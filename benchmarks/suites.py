@@ -250,6 +250,8 @@ SMALL_FRAMES = {"rssm": {"image_size": 32}}
 ACROBOT = "vwm/AcrobotPixels-v0"
 PENDULUM = "vwm/PendulumPixels-v0"
 TARGET_SEEDS = (0, 1, 2)
+DISCRETE_TARGET_METHODS = ("random", "dreamer", "ppo_real", "ppo_real_10x", "dqn_real", "dqn_real_10x")
+"""The online Dreamer against random and SB3 PPO and DQN on the real pixels at 1x and 10x."""
 # CartPole: the online loop's defaults (`agents.online.OnlineConfig`) are its recipe (the
 # former 50k-step suite passed a return of 450 at 15k real steps with it), so the suite
 # overrides nothing: 60 model and 60 actor-critic updates per 500 real steps after a
@@ -257,7 +259,7 @@ TARGET_SEEDS = (0, 1, 2)
 SUITES["cartpole"] = Suite(
     name="cartpole",
     tasks=(CARTPOLE,),
-    methods=("random", "dreamer", "ppo_real", "ppo_real_10x", "dqn_real", "dqn_real_10x"),
+    methods=DISCRETE_TARGET_METHODS,
     seeds=TARGET_SEEDS,
     budgets=(20_000,),
     settings=SuiteSettings(eval_episodes=20),
@@ -270,7 +272,7 @@ SUITES["cartpole"] = Suite(
 SUITES["acrobot"] = Suite(
     name="acrobot",
     tasks=(ACROBOT,),
-    methods=("random", "dreamer", "ppo_real", "ppo_real_10x", "dqn_real", "dqn_real_10x"),
+    methods=DISCRETE_TARGET_METHODS,
     seeds=TARGET_SEEDS,
     budgets=(20_000,),
     settings=SuiteSettings(eval_episodes=20, model_overrides=SMALL_FRAMES, online={"prefill": 5_000},
@@ -299,7 +301,7 @@ SUITES["pendulum"] = Suite(
 SUITES["minatar"] = Suite(
     name="minatar",
     tasks=("vwm/MinAtarBreakout-v0",),
-    methods=("random", "dreamer", "ppo_real", "ppo_real_10x", "dqn_real", "dqn_real_10x"),
+    methods=DISCRETE_TARGET_METHODS,
     seeds=TARGET_SEEDS,
     budgets=(50_000,),
     settings=SuiteSettings(eval_episodes=20, model_overrides=SMALL_FRAMES,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cli import main
+from tests.cli_runner import run_vwm
 
 CARTPOLE = "vwm/CartPolePixels-v0"
 COLLECT = ["collect", "--task", CARTPOLE, "--dataset", "vwm/cart/random-v0", "--no-progress"]
@@ -69,15 +69,6 @@ BAD_OVERRIDES: list[tuple[str, str]] = [
     ('{"image_size": 3}', "image_size 3 must divide"),
 ]
 """``--overrides`` values (on a real dataset) and their errors."""
-
-
-def run_vwm(argv: list[str], capsys) -> tuple[int, list[str]]:
-    """Exit status and stderr lines of `vwm ARGV` run in-process."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
 def assert_one_line_error(code: int, lines: list[str], expected_code: int, fragment: str) -> None:

@@ -23,22 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from benchmarks.cli import main
+from tests.cli_runner import run_vwm
 from world_models import families
 from world_models.checkpoint import CheckpointError, ContextBank, load_checkpoint, save_checkpoint
 
 CARTPOLE = "vwm/CartPolePixels-v0"
 BOUNDED = settings(max_examples=20, deadline=None, database=None, derandomize=True,
                    suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def run_vwm(argv: list[str], capsys) -> tuple[int, list[str]]:
-    """Exit status and stderr lines of `vwm ARGV` run in-process."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
 def assert_one_line_error(code: int, lines: list[str], *fragments: str) -> None:

@@ -108,10 +108,14 @@ def write_sidecar(zip_path: Path, meta: dict[str, Any]) -> None:
 
 
 class RealEvalCallback:
-    """Evaluates on the real task every `every` steps; keeps (steps, mean return) pairs."""
+    """Evaluates on the real task every `every` steps; keeps (steps, mean return) pairs.
+    With `progress`, shows training steps in vwm's one progress-bar style (tqdm), in place
+    of SB3's own rich bar, with the last real evaluation beside it."""
 
-    def __init__(self, make_policy, task: str, every: int, episodes: int, seed: int) -> None:
+    def __init__(self, make_policy, task: str, every: int, episodes: int, seed: int,
+                 progress: bool = False, total: int = 0, desc: str = "sb3") -> None:
         from stable_baselines3.common.callbacks import BaseCallback
+        from tqdm.auto import tqdm
 
         outer = self
         self.history: list[tuple[int, float]] = []
@@ -119,10 +123,24 @@ class RealEvalCallback:
         self.episodes, self.seed = episodes, seed
 
         class _Callback(BaseCallback):
+            bar: Any = None
+
+            def _on_training_start(self) -> None:
+                if progress:
+                    self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+
             def _on_step(self) -> bool:
                 if outer.every and self.num_timesteps // outer.every > len(outer.history):
                     outer.evaluate(self.model, self.num_timesteps)
+                    if self.bar is not None:
+                        self.bar.set_postfix(eval=f"{outer.history[-1][1]:.1f}")
+                if self.bar is not None:
+                    self.bar.update(self.num_timesteps - self.bar.n)
                 return True
+
+            def _on_training_end(self) -> None:
+                if self.bar is not None:
+                    self.bar.close()
 
         self.callback = _Callback()
 
@@ -175,9 +193,10 @@ def train_sb3_in_imagination(
             policy = FrameStackPolicy(agent, cfg.frame_stack) if cfg.frame_stack > 1 else agent
         return LatentActionPolicy(policy, model.action_map) if latent_actions else policy
 
-    evaluator = RealEvalCallback(as_policy, task, cfg.eval_every, cfg.eval_episodes, cfg.seed)
+    evaluator = RealEvalCallback(as_policy, task, cfg.eval_every, cfg.eval_episodes, cfg.seed,
+                                 cfg.progress, cfg.steps, f"{cfg.algo} in imagination")
     start = time.perf_counter()
-    agent.learn(total_timesteps=cfg.steps, callback=evaluator.callback, progress_bar=cfg.progress)
+    agent.learn(total_timesteps=cfg.steps, callback=evaluator.callback)
     wall = time.perf_counter() - start
     final = evaluator.final(agent, agent.num_timesteps)
     out = Path(out)
@@ -222,9 +241,10 @@ def train_sb3_real(
     def as_policy(model: Any):
         return FrameStackPolicy(model, cfg.frame_stack) if cfg.frame_stack > 1 else model
 
-    evaluator = RealEvalCallback(as_policy, task, cfg.eval_every, cfg.eval_episodes, cfg.seed)
+    evaluator = RealEvalCallback(as_policy, task, cfg.eval_every, cfg.eval_episodes, cfg.seed,
+                                 cfg.progress, cfg.steps, f"{cfg.algo} on the real task")
     start = time.perf_counter()
-    agent.learn(total_timesteps=cfg.steps, callback=evaluator.callback, progress_bar=cfg.progress)
+    agent.learn(total_timesteps=cfg.steps, callback=evaluator.callback)
     wall = time.perf_counter() - start
     final = evaluator.final(agent, agent.num_timesteps)
     result: dict[str, Any] = {"real_return": final, "history": evaluator.history,

@@ -37,6 +37,15 @@ def test_progress_bar_is_optional():
     assert tiny_cfg("ppo").progress is False
 
 
+def test_progress_is_vwms_one_bar_style(tiny_checkpoint, tmp_path, capsys):
+    from dataclasses import replace
+
+    train_sb3_in_imagination(tiny_checkpoint, replace(tiny_cfg("ppo"), progress=True), tmp_path / "agent")
+    err = capsys.readouterr().err
+    assert "ppo in imagination" in err and "step" in err, err[-500:]
+    assert "━" not in err, "SB3's own rich progress bar is not used"
+
+
 @pytest.mark.parametrize(
     ("algo", "obs_mode"), [("ppo", "latent"), ("dqn", "latent"), ("ppo", "pixels"), ("dqn", "pixels")]
 )

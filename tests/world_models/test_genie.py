@@ -21,6 +21,7 @@ from world_models.action_map import ActionMap
 from world_models.base import burn_in
 from world_models.batch import SequenceBatch
 from world_models.checkpoint import ContextBank, load_checkpoint, save_checkpoint
+from world_models.genie.dynamics import DynamicsTransformer, causal_allowed
 from world_models.genie.model import real_action_spec
 from world_models.genie.quantizers import make_quantizer
 from world_models.genie.tokenizer import Tokenizer
@@ -147,6 +148,33 @@ def test_maskgit_sampling_reproduces_per_seed():
     a = greedy.step(state, action, TorchNoise(torch.Generator().manual_seed(1))).state["tokens"]
     b = greedy.step(state, action, TorchNoise(torch.Generator().manual_seed(2))).state["tokens"]
     assert torch.equal(a, b), "argmax decoding does not depend on the noise"
+
+
+@pytest.mark.parametrize("length", [1, 3, 4, 7])
+def test_cached_dynamics_equals_the_training_forward(length):
+    """Imagination's key/value cache (a ring of K slots written in turn) gives every frame the
+    logits of the training forward over the whole sequence (sliding K-frame window), also
+    once the sequence is longer than the ring."""
+    torch.manual_seed(0)
+    k, n, vocab, n_actions, dim, layers, b = 3, 16, 20, 4, 32, 2, 5
+    dyn = DynamicsTransformer(vocab, n, n_actions, k, dim, layers, 2).eval()
+    tokens = torch.randint(0, vocab, (b, length, n))
+    actions = torch.randint(0, n_actions, (b, length))
+    actions[:, 0] = n_actions  # start id
+    one_episode, present = torch.zeros(b, length, dtype=torch.long), torch.ones(b, length, dtype=torch.bool)
+    allowed = causal_allowed(one_episode, present, k)
+    cache = torch.zeros(b, k, layers, 2, n, dim)
+    filled = torch.zeros(b, k, dtype=torch.bool)
+    pos, rows = torch.zeros(b, dtype=torch.long), torch.arange(b)
+    with torch.no_grad():
+        full = dyn(tokens, actions, allowed)  # (B, T, N, V)
+        for t in range(length):
+            distance = k - (torch.arange(k)[None] - pos[:, None]) % k  # (B, K)
+            logits, kv = dyn.forward_newest(tokens[:, t], actions[:, t], cache, distance, filled)
+            torch.testing.assert_close(logits, full[:, t], rtol=1e-5, atol=1e-5)
+            cache, filled = cache.clone(), filled.clone()
+            cache[rows, pos], filled[rows, pos] = kv, True
+            pos = (pos + 1) % k
 
 
 def test_video_checkpoint_plays_latent_actions_by_default(video_checkpoint):

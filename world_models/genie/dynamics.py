@@ -39,10 +39,19 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, bias: Tensor | None = None) -> Tensor:
         """x (M, L, D) -> (M, L, D)."""
-        m, length, dim = x.shape
-        q, k, v = self.qkv(x).view(m, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (M, H, L, D/H)
-        return self.out(y.transpose(1, 2).reshape(m, length, dim))
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # 3 x (M, L, D)
+        return self.attend(q, k, v, bias)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None) -> Tensor:
+        """Queries (M, Lq, D), keys and values (M, Lk, D) (as `qkv` projects them), additive
+        bias broadcastable to (M, H, Lq, Lk) -> (M, Lq, D)."""
+        m, lq, dim = q.shape
+
+        def heads(x: Tensor) -> Tensor:  # (M, L, D) -> (M, H, L, D/H)
+            return x.view(m, x.shape[1], self.heads, dim // self.heads).transpose(1, 2)
+
+        y = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=bias)  # (M, H, Lq, D/H)
+        return self.out(y.transpose(1, 2).reshape(m, lq, dim))
 
 
 class STBlock(nn.Module):
@@ -62,6 +71,20 @@ class STBlock(nn.Module):
         y = self.norm_t(x).transpose(1, 2).reshape(b * n, t, d)  # (B*N, T, D)
         x = x + self.temporal(y, temporal_bias).view(b, n, t, d).transpose(1, 2)
         return x + self.mlp(self.norm_m(x))
+
+    def forward_newest(self, x: Tensor, past: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+        """One frame x (B, N, D) after K cached past frames: `past` (B, K, 2, N, D) holds
+        their temporal keys and values at this block, `bias` (B, H, 1, K+1) the additive
+        temporal bias over (past..., self). Returns (x (B, N, D), own keys/values (B, 2, N, D))."""
+        b, n, d = x.shape
+        x = x + self.spatial(self.norm_s(x))
+        q, k, v = self.temporal.qkv(self.norm_t(x)).chunk(3, dim=-1)  # 3 x (B, N, D)
+        # (B*N, K+1, D): each token position's keys and values over (past..., self)
+        keys = torch.cat([past[:, :, 0], k[:, None]], 1).transpose(1, 2).reshape(b * n, -1, d)
+        values = torch.cat([past[:, :, 1], v[:, None]], 1).transpose(1, 2).reshape(b * n, -1, d)
+        bias = bias[:, None].expand(b, n, *bias.shape[1:]).reshape(b * n, *bias.shape[1:])  # (B*N, H, 1, K+1)
+        x = x + self.temporal.attend(q.reshape(b * n, 1, d), keys, values, bias).view(b, n, d)
+        return x + self.mlp(self.norm_m(x)), torch.stack([k, v], 1)
 
 
 class DynamicsTransformer(nn.Module):
@@ -100,6 +123,31 @@ class DynamicsTransformer(nn.Module):
         for block in self.blocks:
             x = block(x, bias)
         return self.head(self.norm(x))
+
+    def forward_newest(self, tokens: Tensor, actions: Tensor, cache: Tensor, distance: Tensor,
+                       present: Tensor) -> tuple[Tensor, Tensor]:
+        """The newest frame only, reading its past from a key/value cache.
+
+        tokens (B, N) int64 (mask id where masked), actions (B,) the action that led into it,
+        cache (B, K, L, 2, N, D) the temporal keys/values of K past frames at each of the L
+        blocks (any slot order), distance (B, K) int64 each slot's distance in frames (>= 1),
+        present (B, K) bool which slots hold a frame of this episode. Returns (logits
+        (B, N, vocab), the frame's own keys/values (B, L, 2, N, D) for the cache). With the
+        same past this equals the last frame of `forward` over the whole sequence, whose
+        frames see `context_len` frames back (a sliding window, as in training).
+        """
+        x = self.token_emb(tokens) + self.pos_emb + self.action_emb(actions)[:, None]  # (B, N, D)
+        b = tokens.shape[0]
+        zero = torch.zeros(b, 1, dtype=distance.dtype, device=distance.device)
+        dist = torch.cat([distance, zero], 1).clamp(0, self.span)  # (B, K+1)
+        allowed = torch.cat([present, torch.ones(b, 1, dtype=torch.bool, device=present.device)], 1)
+        by_distance = self.time_bias[:, dist].transpose(0, 1)  # (B, H, K+1)
+        bias = torch.where(allowed[:, None], by_distance, float("-inf"))  # (B, H, K+1)
+        own = []
+        for layer, block in enumerate(self.blocks):
+            x, kv = block.forward_newest(x, cache[:, :, layer], bias[:, :, None])
+            own.append(kv)
+        return self.head(self.norm(x)), torch.stack(own, 1)
 
 
 def causal_allowed(episode: Tensor, present: Tensor, span: int) -> Tensor:

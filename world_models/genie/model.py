@@ -31,11 +31,17 @@ dynamics loss; burn-in and `observe` use the actions they are given; mode "real"
 A short context needs no padding: empty history slots are masked out of the dynamics'
 temporal attention.
 
+Imagination reads the past from a key/value cache: each frame's temporal keys and values at
+every dynamics block are computed once, when the frame enters the state (its own K-frame
+window, as in training), so a MaskGIT step runs the transformer over the new frame's N
+tokens only (S + 1 passes of N tokens per step instead of S passes of (K + 1) N).
+
 State (fixed shape per row): ``tokens`` int64 (B, K, N) ring of token grids, ``actions``
 int64 (B, K) the code (oracle: real action) that led into each slot's frame (the start id
 n_latent, oracle: A, for an episode's first frame), ``filled`` bool (B, K), ``pos`` int64
 (B,) next slot to write (the oldest), ``frame`` uint8 (B, H, W, C) the newest frame (real
-or decoded), ``reward_h`` float32 (B, hidden) the reward predictor's GRU state. Features:
+or decoded), ``reward_h`` float32 (B, hidden) the reward predictor's GRU state, ``kv`` float32
+(B, K, L, 2, N, D) each slot's cached temporal keys/values at the L dynamics blocks. Features:
 the code vectors of the newest token grid (N * d) followed by ``reward_h``.
 """
 
@@ -185,19 +191,28 @@ class GenieWorldModel(nn.Module):
         return codes
 
     # ----------------------------------------------------------------- state plumbing
-    def _chronological(self, state: State) -> tuple[Tensor, Tensor, Tensor]:
-        """tokens (B, K, N), actions (B, K), filled (B, K), oldest slot first."""
-        order = (state["pos"][:, None] + torch.arange(self.k, device=state["pos"].device)) % self.k  # (B, K)
-        rows = torch.arange(order.shape[0], device=order.device)[:, None]
-        return state["tokens"][rows, order], state["actions"][rows, order], state["filled"][rows, order]
+    def _distance(self, state: State) -> Tensor:
+        """(B, K) int64: how many frames back each slot lies from the frame written next."""
+        slots = torch.arange(self.k, device=state["pos"].device)
+        return self.k - (slots[None] - state["pos"][:, None]) % self.k
 
-    def _push(self, state: State, tokens: Tensor, code: Tensor, frame: Tensor, h: Tensor) -> State:
-        """Write a frame's tokens (B, N) and the code (B,) that led into it over the oldest slot."""
+    def _newest(self, state: State, tokens: Tensor, code: Tensor) -> tuple[Tensor, Tensor]:
+        """The dynamics over the frame after `state`: tokens (B, N) (mask id where masked),
+        code (B,) -> (logits (B, N, V), its keys/values (B, L, 2, N, D))."""
+        return self.dynamics.forward_newest(tokens, code, state["kv"], self._distance(state), state["filled"])
+
+    def _push(self, state: State, tokens: Tensor, code: Tensor, frame: Tensor, h: Tensor,
+              kv: Tensor | None = None) -> State:
+        """Write a frame's tokens (B, N), the code (B,) that led into it and its keys/values
+        (computed when not given) over the oldest slot."""
+        if kv is None:
+            kv = self._newest(state, tokens, code)[1]
         rows = torch.arange(tokens.shape[0], device=tokens.device)
-        new = {key: state[key].clone() for key in ("tokens", "actions", "filled")}
+        new = {key: state[key].clone() for key in ("tokens", "actions", "filled", "kv")}
         new["tokens"][rows, state["pos"]] = tokens
         new["actions"][rows, state["pos"]] = code
         new["filled"][rows, state["pos"]] = True
+        new["kv"][rows, state["pos"]] = kv
         return dict(new, pos=(state["pos"] + 1) % self.k, frame=frame, reward_h=h)
 
     def _start(self, frame: Tensor) -> State:
@@ -206,7 +221,9 @@ class GenieWorldModel(nn.Module):
         empty = {"tokens": torch.zeros(b, self.k, self.tokenizer.num_tokens, dtype=torch.long, device=device),
                  "actions": torch.zeros(b, self.k, dtype=torch.long, device=device),
                  "filled": torch.zeros(b, self.k, dtype=torch.bool, device=device),
-                 "pos": torch.zeros(b, dtype=torch.long, device=device)}
+                 "pos": torch.zeros(b, dtype=torch.long, device=device),
+                 "kv": torch.zeros(b, self.k, len(self.dynamics.blocks), 2, self.tokenizer.num_tokens,
+                                   self.cfg.dyn_dim, device=device)}
         start = torch.full((b,), self.n_dyn, dtype=torch.long, device=device)
         return self._push(empty, self.tokenizer.encode(frame), start, frame, self.reward.start(frame))
 
@@ -237,20 +254,11 @@ class GenieWorldModel(nn.Module):
         """Generate the next token grid with MaskGIT, decode it, predict reward and continue."""
         noise = as_noise(noise)
         code = self._to_dynamics(action)  # (B,)
-        tokens, actions, filled = self._chronological(state)
-        b, device = code.shape[0], code.device
-        seq_actions = torch.cat([actions, code[:, None]], 1)  # (B, K+1)
-        present = torch.cat([filled, torch.ones(b, 1, dtype=torch.bool, device=device)], 1)
-        episode = torch.zeros_like(present, dtype=torch.long)  # one episode
-        allowed = causal_allowed(episode, present, self.k)  # (B, K+1, K+1)
-
-        def logits_fn(target: Tensor) -> Tensor:  # target (B, N) -> (B, N, V)
-            seq = torch.cat([tokens, target[:, None]], 1)  # (B, K+1, N)
-            return self.dynamics(seq, seq_actions, allowed)[:, -1]
-
         cfg = self.cfg
-        new_tokens = maskgit_sample(logits_fn, self.tokenizer.num_tokens, b, self.dynamics.mask_id,
-                                    cfg.maskgit_steps, cfg.temperature, cfg.confidence_noise, noise, device)
+        new_tokens = maskgit_sample(lambda target: self._newest(state, target, code)[0],
+                                    self.tokenizer.num_tokens, code.shape[0], self.dynamics.mask_id,
+                                    cfg.maskgit_steps, cfg.temperature, cfg.confidence_noise, noise,
+                                    code.device)  # (B, N)
         frame = self.tokenizer.decode(new_tokens)  # (B, H, W, C) uint8
         h = self.reward.update(state["reward_h"], state["frame"], frame, code)
         reward, cont = self.reward.predict(h)

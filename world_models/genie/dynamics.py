@@ -74,16 +74,25 @@ class STBlock(nn.Module):
 
     def forward_newest(self, x: Tensor, past: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
         """One frame x (B, N, D) after K cached past frames: `past` (B, K, 2, N, D) holds
-        their temporal keys and values at this block, `bias` (B, H, 1, K+1) the additive
-        temporal bias over (past..., self). Returns (x (B, N, D), own keys/values (B, 2, N, D))."""
+        their temporal keys and values at this block, `bias` (B, H, K+1) the additive
+        temporal bias over (past..., self). Returns (x (B, N, D), own keys/values (B, 2, N, D)).
+
+        The temporal attention has one query per token position and K+1 keys, so it is
+        written out (scores, softmax, weighted sum) over the cache as it lies: no copy of
+        the past keys, and no per-sequence overhead of a fused kernel on 1 x (K+1) problems.
+        """
         b, n, d = x.shape
+        heads = self.temporal.heads
         x = x + self.spatial(self.norm_s(x))
         q, k, v = self.temporal.qkv(self.norm_t(x)).chunk(3, dim=-1)  # 3 x (B, N, D)
-        # (B*N, K+1, D): each token position's keys and values over (past..., self)
-        keys = torch.cat([past[:, :, 0], k[:, None]], 1).transpose(1, 2).reshape(b * n, -1, d)
-        values = torch.cat([past[:, :, 1], v[:, None]], 1).transpose(1, 2).reshape(b * n, -1, d)
-        bias = bias[:, None].expand(b, n, *bias.shape[1:]).reshape(b * n, *bias.shape[1:])  # (B*N, H, 1, K+1)
-        x = x + self.temporal.attend(q.reshape(b * n, 1, d), keys, values, bias).view(b, n, d)
+        split = (b, n, heads, d // heads)
+        q = q.reshape(split) * (d // heads) ** -0.5  # (B, N, H, D/H)
+        past_k = past[:, :, 0].unflatten(-1, split[2:])  # (B, K, N, H, D/H)
+        past_v = past[:, :, 1].unflatten(-1, split[2:])
+        scores = torch.cat([(q[:, None] * past_k).sum(-1), (q * k.reshape(split)).sum(-1)[:, None]], 1)
+        weights = torch.softmax(scores + bias.permute(0, 2, 1)[:, :, None], dim=1)  # (B, K+1, N, H)
+        y = (weights[:, :-1, ..., None] * past_v).sum(1) + weights[:, -1, ..., None] * v.reshape(split)
+        x = x + self.temporal.out(y.reshape(b, n, d))
         return x + self.mlp(self.norm_m(x)), torch.stack([k, v], 1)
 
 
@@ -145,7 +154,7 @@ class DynamicsTransformer(nn.Module):
         bias = torch.where(allowed[:, None], by_distance, float("-inf"))  # (B, H, K+1)
         own = []
         for layer, block in enumerate(self.blocks):
-            x, kv = block.forward_newest(x, cache[:, :, layer], bias[:, :, None])
+            x, kv = block.forward_newest(x, cache[:, :, layer], bias)
             own.append(kv)
         return self.head(self.norm(x)), torch.stack(own, 1)
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from agents.evaluate import FrameStackPolicy, LatentActionPolicy, LatentPolicy, Policy, evaluate_policy
 from video_envs.sb3_zip import load_sb3_zip, read_sidecar, sidecar_path
-from world_models.atomic import write_json_atomic
+from world_models.atomic import atomic_file, atomic_folder, write_json_atomic
 from world_models.device import resolve_device
 
 ALGOS = ("ppo", "a2c", "dqn", "sac", "td3")
@@ -100,6 +100,14 @@ def _build(algo: str, env: Any, pixels: bool, cfg: SB3Config):
     policy = "CnnPolicy" if pixels else "MlpPolicy"
     device = str(resolve_device(cfg.device))
     return sb3_class(algo)(policy, env, seed=cfg.seed, device=device, verbose=0, **kwargs)
+
+
+def save_sb3_zip(agent: Any, zip_path: str | Path) -> Path:
+    """SB3's ``save`` of `agent` into a hidden temporary renamed over `zip_path`: a kill or a
+    full disk leaves the previous zip whole (a failed write is a `SaveError`); returns the path."""
+    with atomic_file(zip_path) as tmp:  # the temporary keeps the .zip suffix SB3 wants
+        agent.save(str(tmp))
+    return Path(zip_path)
 
 
 def write_sidecar(zip_path: Path, meta: dict[str, Any]) -> None:
@@ -202,15 +210,15 @@ def train_sb3_in_imagination(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     zip_path = out / f"{cfg.algo}.zip"
-    agent.save(str(zip_path))
+    save_sb3_zip(agent, zip_path)
     # a copy of the world model next to the zip, so the agent folder is self-contained
     world_model_dir = out / "world_model"
     keep_model = not pixels or latent_actions
     if keep_model and resolve_checkpoint_dir(checkpoint) != world_model_dir:
         import shutil
 
-        shutil.rmtree(world_model_dir, ignore_errors=True)
-        shutil.copytree(resolve_checkpoint_dir(checkpoint), world_model_dir)
+        with atomic_folder(world_model_dir) as tmp:  # swapped in whole, never half-copied
+            shutil.copytree(resolve_checkpoint_dir(checkpoint), tmp, dirs_exist_ok=True)
     write_sidecar(zip_path, {
         "algo": cfg.algo, "obs_mode": cfg.obs_mode, "task": task,
         "frame_stack": cfg.frame_stack if pixels else 1,
@@ -252,8 +260,7 @@ def train_sb3_real(
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        zip_path = out / f"{cfg.algo}.zip"
-        agent.save(str(zip_path))
+        zip_path = save_sb3_zip(agent, out / f"{cfg.algo}.zip")
         write_sidecar(zip_path, {"algo": cfg.algo, "obs_mode": "pixels", "task": task,
                                  "frame_stack": cfg.frame_stack, "trained_in": "real"})
         result["path"] = str(zip_path)

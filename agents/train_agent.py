@@ -17,6 +17,7 @@ from agents.online import OnlineConfig, agent_dir, run_online
 from agents.sb3 import ALGOS, SB3Config, train_sb3_in_imagination
 from world_models.checkpoint import load_checkpoint, read_config
 from world_models.device import resolve_device
+from world_models.locks import swapped_folder_lock
 from world_models.option_checks import check_ranges
 from world_models.threads import torch_threads
 
@@ -126,6 +127,12 @@ def _train_agent(cfg: TrainAgentConfig) -> dict[str, Any]:
         if held != cfg.family:
             raise ValueError(f"checkpoint {cfg.checkpoint} holds a {held!r} model, "
                              f"not --family {cfg.family!r}")
+    with swapped_folder_lock(cfg.out):  # one writer per --out (a Dreamer agent is swapped in whole)
+        return _train_offline(cfg)
+
+
+def _train_offline(cfg: TrainAgentConfig) -> dict[str, Any]:
+    """Dreamer or an SB3 algorithm inside the fixed world model of ``cfg.checkpoint``."""
     if cfg.algo == "dreamer":
         agent, loaded, _ = train_dreamer_offline(cfg.checkpoint, cfg.out, cfg.steps, cfg.seed,
                                                  cfg.device, cfg.agent, cfg.progress)

@@ -80,16 +80,18 @@ def _bench_on_ray(cfg: BenchConfig, suite: Suite, results: Path, work: Path) -> 
     """Run `suite` on Ray (`benchmarks.ray_grid`), then its family videos here; the status."""
     from benchmarks.grid import GridJob
     from benchmarks.ray_grid import run_grid_ray
+    from benchmarks.runner import suite_locks
     from benchmarks.shared_model import write_family_videos
     from world_models.device import resolve_device
 
     job = GridJob(suite.settings, str(results.resolve()), str(work.resolve()), check_device_name(cfg.device),
                   cfg.threads, cfg.ray_gpus, progress=False)
-    outcome = run_grid_ray(suite, results, work, job, cfg.ray, cfg.ray_retries)
-    if suite.settings.family_videos:
-        with torch_threads(cfg.threads):
-            for video in write_family_videos(suite, results, work, str(resolve_device(cfg.device))):
-                print(f"real | families video: {video}")
+    with suite_locks(results, work):  # this driver is the folders' one writer (workers write for it)
+        outcome = run_grid_ray(suite, results, work, job, cfg.ray, cfg.ray_retries)
+        if suite.settings.family_videos:
+            with torch_threads(cfg.threads):
+                for video in write_family_videos(suite, results, work, str(resolve_device(cfg.device))):
+                    print(f"real | families video: {video}")
     if outcome.ok:
         return 0
     print(f"{len(outcome.failed)} task(s) failed and {len(outcome.not_run)} could not run:", flush=True)

@@ -92,6 +92,8 @@ def run_grid_ray(
         print(f"{path.name}: done already, skipped")
     for spec in plan.unfit:
         print(f"{spec.task} {spec.method}: does not fit this task's action space, skipped")
+    if not plan.nodes:  # everything finished already: no Ray to start
+        return GridOutcome()
     started = not ray.is_initialized()
     if started:
         ray.init(address=None if address == LOCAL else address, log_to_driver=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -254,17 +255,26 @@ def run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool = True
 
     Holds the writer locks of `results_dir` and `work` (`world_models.locks`): a second suite
     writing either folder is refused."""
+    with suite_locks(results_dir, work):
+        return _run_suite(suite, results_dir, work, progress, device)
+
+
+@contextlib.contextmanager
+def suite_locks(results_dir: Path, work: Path) -> Iterator[None]:
+    """Hold the writer locks of a suite's `results_dir` and `work` folders for the block (a
+    second suite writing either is refused), with the temporaries a killed write left in the
+    results folder cleared."""
     hint = "; or pass other --results/--work folders"
     with contextlib.ExitStack() as locks:
         locks.enter_context(writer_lock(results_dir, f"results folder {results_dir}", hint))
         if Path(work).resolve() != Path(results_dir).resolve():
             locks.enter_context(writer_lock(work, f"work folder {work}", hint))
-        return _run_suite(suite, results_dir, work, progress, device)
+        for folder in (results_dir, results_dir / "videos"):  # left by a killed write
+            remove_temporaries(folder)
+        yield
 
 
 def _run_suite(suite: Suite, results_dir: Path, work: Path, progress: bool, device: str) -> list[Path]:
-    for folder in (results_dir, results_dir / "videos"):  # left by a killed write
-        remove_temporaries(folder)
     device = str(resolve_device(device))
     paths = []
     specs = expand(suite)

@@ -3,7 +3,7 @@
 `writer_lock(folder)` holds ``<folder>/.vwm.lock`` for the block; a second process asking for
 the same lock gets a `LockedError` naming the folder and the holder (pid, command, start time)
 instead of interleaving its writes with the first one's. `vwm train-model`, `train-reward`,
-`train-agent --online` and `bench` lock their output folders; `vwm collect` locks the dataset id
+`train-agent` and `bench` lock their output folders; `vwm collect` locks the dataset id
 (`dataset_lock`), whose temporary folder and crash recovery are defined here too.
 
 The lock is a POSIX record lock (``fcntl.lockf``) on the file, which the kernel drops when the
@@ -188,6 +188,15 @@ def writer_lock(folder: str | os.PathLike, what: str | None = None, hint: str = 
 def run_folder_lock(out: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
     """The writer lock of run folder `out` (`writer_lock`), its error pointing at ``--out``."""
     return writer_lock(out, f"run folder {out}", "; or pick another --out")
+
+
+def swapped_folder_lock(out: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
+    """The writer lock of run folder `out`, held in the hidden sibling file
+    ``.<name>.vwm.lock``: for folders saved by swapping a whole new folder in (a Dreamer
+    agent), which would carry a lock file kept inside them away."""
+    out = Path(out)
+    return writer_lock(out, f"run folder {out}", "; or pick another --out",
+                       lock_file=out.parent / f".{out.name}{LOCK_FILE}")
 
 
 # ---------------------------------------------------------------------------- Minari datasets

@@ -136,3 +136,52 @@ def test_collect_cli_into_a_read_only_folder_says_one_line(disk):
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert lines[0].startswith(f"vwm collect: error: cannot write {root}"), lines[0]
     assert not root.exists()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sb3_zip_save_fails_clearly_and_keeps_the_previous_zip(disk, mode):
+    import zipfile
+
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+
+    from agents.sb3 import save_sb3_zip
+
+    agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=8, batch_size=8, device="cpu", seed=0)
+    path = save_sb3_zip(agent, disk.path / "agent" / "ppo.zip")
+    before = path.read_bytes()
+    with torch.no_grad():
+        for parameter in agent.policy.parameters():
+            parameter.add_(1.0)
+    disk.block(mode, leave=0)
+    with pytest.raises(SaveError, match=CAUSES) as info:
+        save_sb3_zip(agent, path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    disk.restore()
+    assert path.read_bytes() == before  # the previous zip, whole
+    assert [p.name for p in path.parent.iterdir()] == ["ppo.zip"]  # no temporary left
+    save_sb3_zip(agent, path)  # room again: it saves, and the new zip is another one
+    assert path.read_bytes() != before and zipfile.ZipFile(path).testzip() is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_dreamer_agent_save_fails_clearly_and_keeps_the_previous_agent(disk, mode):
+    """A Dreamer agent (and the online loop's state) is a folder swapped in whole."""
+    from agents.dreamer import DreamerAgent
+
+    torch.manual_seed(0)
+    agent = DreamerAgent(tiny_family_model("rssm").spec)
+    path = agent.save(disk.path / "agent")
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    with torch.no_grad():
+        for parameter in agent.parameters():
+            parameter.add_(1.0)
+    disk.block(mode, leave=0)
+    with pytest.raises(SaveError, match=CAUSES) as info:
+        agent.save(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    disk.restore()
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert [p.name for p in disk.path.iterdir() if p.name != "filler"] == ["agent"]  # no temporary
+    agent.save(path)
+    assert (path / "agent.safetensors").read_bytes() != before["agent.safetensors"]

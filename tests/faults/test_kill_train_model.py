@@ -1,5 +1,5 @@
-"""`vwm train-model` killed with SIGKILL (while training, inside a checkpoint write, between
-the two renames of a checkpoint swap) keeps its last checkpoint, and ``--resume`` ends with
+"""`vwm train-model` killed with SIGKILL (while training, inside a checkpoint's weights write,
+between the two renames of a checkpoint swap) keeps its last checkpoint, and ``--resume`` ends with
 exactly the weights, optimiser state and metrics of an uninterrupted run."""
 
 from __future__ import annotations
@@ -82,6 +82,20 @@ def test_kill_between_the_renames_of_a_checkpoint_swap_resumes_exactly(setup, tm
     assert done.returncode == 0, done.stderr
     assert_same_run(reference, out)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint"]  # no .old, .tmp or lock left
+
+
+def test_kill_inside_a_checkpoint_write_resumes_exactly(setup, tmp_path):
+    root, reference = setup
+    env, out = child_env(root), tmp_path / "run"
+    # the 2nd checkpoint's weights just written into checkpoint.tmp, its other files not yet
+    kill = kill_at(train_args(out), tmp_path, env, event="checkpoint.tmp/model.safetensors#2")
+    assert kill.landed.startswith("safetensors checkpoint.tmp/model.safetensors"), kill.landed
+    assert "save_checkpoint" in kill.landed, kill.landed
+    assert (out / "checkpoint.tmp").is_dir() and checkpoint_step(out) == EVERY  # the 1st is intact
+    done = kill_at(train_args(out, resume=True), tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert_same_run(reference, out)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint"]
 
 
 @pytest.mark.slow

@@ -34,6 +34,9 @@ COMMANDS = {
     "train-model": (lambda folder: train_args(folder / "run"), "run folder {F}/run"),
     "train-agent": (lambda folder: online_args(folder / "run", 1), "run folder {F}/run"),
     "bench": (lambda folder: bench_args(folder, "faults-random"), "results folder {F}/results"),
+    # the Ray driver holds the same locks (refused before Ray is imported or started)
+    "bench --ray": (lambda folder: [*bench_args(folder, "faults-random"), "--ray"],
+                    "results folder {F}/results"),
 }
 
 
@@ -54,8 +57,8 @@ def test_a_second_writer_is_refused_naming_the_holder(command, tmp_path):
         holder.wait()
     lines = second.stderr.strip().splitlines()
     assert second.returncode == 1 and len(lines) == 1, second.stderr
-    assert lines[0].startswith(f"vwm {command}: error: {names.format(F=tmp_path)} is in use by another "
-                               f"vwm process (pid {holder.pid}"), lines[0]
+    refusal = f"{names.format(F=tmp_path)} is in use by another vwm process (pid {holder.pid}"
+    assert lines[0].startswith(f"vwm {command.split()[0]}: error: {refusal}"), lines[0]
     assert second.events == [], second.events  # refused before writing anything
     if command == "collect":  # the holder was killed: its lock is stale, the next run takes it
         again = kill_at(make_args(tmp_path), tmp_path, env)
@@ -71,3 +74,31 @@ def test_other_dataset_ids_and_folders_are_not_blocked(tmp_path):
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert other.returncode == 0, other.stderr
+
+
+@pytest.mark.parametrize("algo", ["dreamer", "ppo"])
+def test_a_second_offline_agent_trainer_is_refused(algo, tmp_path):
+    import torch
+
+    from tests.conftest import tiny_family_model
+    from world_models.checkpoint import ContextBank, save_checkpoint
+
+    model = tiny_family_model("rssm", size=64)
+    k = model.spec.context_len
+    checkpoint = save_checkpoint(tmp_path / "ckpt", model, ContextBank(
+        torch.zeros(2, k, 64, 64, 3, dtype=torch.uint8), torch.zeros(2, k, dtype=torch.int64)),
+        {"task": "vwm/CartPolePixels-v0"})
+    args = ["train-agent", "--checkpoint", str(checkpoint), "--algo", algo, "--steps", "8", "--out",
+            str(tmp_path / "agent"), "--eval-episodes", "1", "--no-progress"]
+    env = child_env(tmp_path / "minari")
+    holder = start_paused(args, tmp_path, env, "locked #1")
+    try:
+        second = kill_at(args, tmp_path, env)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 1 and len(lines) == 1, second.stderr
+    assert lines[0].startswith(f"vwm train-agent: error: run folder {tmp_path / 'agent'} is in use by "
+                               f"another vwm process (pid {holder.pid}"), lines[0]
+    assert second.events == [] and not (tmp_path / "agent").exists()  # refused before any write

@@ -190,12 +190,16 @@ def finish_episode(env: gym.Env) -> None:
     assert terminated
 
 
-@pytest.mark.parametrize("env_id", [i for i in TASK_IDS if "Pendulum" not in i])
+@pytest.mark.parametrize("env_id", TASK_IDS)
 def test_real_env_step_before_reset_and_after_termination(env_id):
     for env in (gym.make(env_id), gym.spec(env_id).make(disable_env_checker=True).unwrapped):
         with pytest.raises(ResetNeeded, match="reset"):
             env.step(env.action_space.sample())
         env.reset(seed=0)
+        if "Pendulum" in env_id:  # it never terminates (only its time limit truncates)
+            env.step(env.action_space.sample())
+            env.close()
+            continue
         finish_episode(env)
         with pytest.raises(ResetNeeded, match="ended"):
             env.step(env.action_space.sample())

@@ -212,8 +212,12 @@ def result_filename(suite: str, task: str, method: str, budget: int, family: str
                     seed: int) -> str:
     """The result file name of one run (rssm runs keep the name they had before families)."""
     task = "".join(c if c.isalnum() or c in "-." else "_" for c in task)
-    model = preset if family == DEFAULT_FAMILY else f"{family}-{preset}"
-    return f"{suite}__{task}__{method}__{budget}__{model}__seed{seed}.json"
+    return f"{suite}__{task}__{method}__{budget}__{model_label(family, preset)}__seed{seed}.json"
+
+
+def model_label(family: str, preset: str) -> str:
+    """The model label in names: the preset, prefixed by the family unless it is rssm."""
+    return preset if family == DEFAULT_FAMILY else f"{family}-{preset}"
 
 
 def family_video_stem(task: str, budget: int, preset: str, seed: int) -> str:

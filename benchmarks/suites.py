@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from benchmarks.results_schema import DEFAULT_FAMILY
+from benchmarks.results_schema import DEFAULT_FAMILY, model_label
 from world_models.families import family_names, make_spec
 
 
@@ -111,8 +111,8 @@ class RunSpec:
 
     @property
     def model(self) -> str:
-        """The model label in names: the preset, prefixed by the family unless it is rssm."""
-        return self.preset if self.family == DEFAULT_FAMILY else f"{self.family}-{self.preset}"
+        """The model label in names (`benchmarks.results_schema.model_label`)."""
+        return model_label(self.family, self.preset)
 
     def slug(self) -> str:
         """A folder-friendly name."""

@@ -13,7 +13,9 @@ Run folder::
       online.json             progress: real steps, iteration, learning curve, config
       loop.json, loop.safetensors   RNG states, the real episodes in progress, the actor's filter
       agent/                  the Dreamer agent with its optimiser moments
-      agent/world_model/      the world model with its optimiser and RNG state
+      agent/world_model/      the world model with its optimiser and RNG state (and its EMA
+                              weights when the family keeps them: what the agent imagines,
+                              acts and is evaluated with)
     tb/                       TensorBoard logs
 
 A killed run resumes from the last ``state/`` exactly as if it had not stopped: chunks of an
@@ -43,7 +45,13 @@ from agents.replay import Replay, load_chunks, save_chunk
 from video_envs.recorder import EpisodeRecorder
 from video_envs.wrappers import make_task
 from world_models.atomic import atomic_folder, recover_folder, remove_temporaries, write_json_atomic
-from world_models.checkpoint import ContextBank, load_checkpoint, load_trainer_state, save_checkpoint
+from world_models.checkpoint import (
+    ContextBank,
+    load_checkpoint,
+    load_trainer_state,
+    load_weights,
+    save_checkpoint,
+)
 from world_models.device import resolve_device
 from world_models.families import build_model, make_spec
 from world_models.locks import run_folder_lock
@@ -145,6 +153,7 @@ class _Loop:
 
     progress: dict[str, Any]
     model: Any
+    """The world model being trained (raw weights)."""
     trainer: WorldModelTrainer
     agent: DreamerAgent
     recorder: EpisodeRecorder
@@ -152,6 +161,12 @@ class _Loop:
     random_policy: RandomPolicy
     generator: torch.Generator
     rng: np.random.Generator
+
+    @property
+    def sampler(self) -> Any:
+        """The weights the agent imagines, acts and is evaluated with: the trainer's EMA copy
+        when the family keeps one (`WorldModelTrainer.sampling_model`), else the model."""
+        return self.trainer.sampling_model
 
 
 def _commit(out: Path, loop: _Loop, replay: Replay, spaces: dict[str, Any], task: str) -> None:
@@ -178,7 +193,7 @@ def _commit(out: Path, loop: _Loop, replay: Replay, spaces: dict[str, Any], task
     with atomic_folder(state_dir(out)) as tmp:
         loop.agent.save(tmp / "agent", extra={"task": task, "real_steps": progress["real_steps"],
                                               "action_repeat": progress["config"].get("action_repeat", 1)})
-        save_checkpoint(tmp / "agent" / "world_model", model, contexts, config, tensors)
+        save_checkpoint(tmp / "agent" / "world_model", model, contexts, config, tensors, loop.trainer.ema)
         save_file({k: v.detach().cpu().contiguous() for k, v in rngs.items()}, str(tmp / "loop.safetensors"))
         write_json_atomic(tmp / "loop.json", meta)
         write_json_atomic(tmp / "online.json", progress)
@@ -231,11 +246,13 @@ def _build(cfg: OnlineConfig, agent_cfg: DreamerConfig | None, out: Path, device
             if was != getattr(cfg, key):
                 raise ValueError(f"{out} holds an online run with {key} {was!r}, not "
                                  f"{getattr(cfg, key)!r}; pick another --out")
-        loaded = load_checkpoint(model_dir(out), device=device)
+        loaded = load_checkpoint(model_dir(out), device=device, ema=False)  # the trained weights
         model = loaded.model
         agent = DreamerAgent.load(agent_dir(out), device)
         trainer = WorldModelTrainer(model, cfg.lr, 100.0, cfg.seed + 1)
         trainer.load_state(load_trainer_state(model_dir(out)), loaded.config["trainer"])
+        if trainer.ema is not None:
+            load_weights(model_dir(out), trainer.ema, ema=True)
     else:
         progress = {"config": asdict(cfg), "iteration": 0, "real_steps": 0,
                     "imagined_steps": 0, "curve": [], "wall_time": 0.0, "episode_returns": [],
@@ -249,7 +266,7 @@ def _build(cfg: OnlineConfig, agent_cfg: DreamerConfig | None, out: Path, device
                                      for _ in range(cfg.num_envs)])
     episode_seed = int(np.random.SeedSequence([cfg.seed, 1]).generate_state(1)[0])
     loop = _Loop(progress, model, trainer, agent, EpisodeRecorder(envs, episode_seed),
-                 DreamerPolicy(agent, model, seed=cfg.seed), RandomPolicy(space, cfg.seed),
+                 DreamerPolicy(agent, trainer.sampling_model, seed=cfg.seed), RandomPolicy(space, cfg.seed),
                  torch.Generator(device=device).manual_seed(cfg.seed), np.random.default_rng(cfg.seed))
     replay = Replay(frame_shape, () if spaces["discrete"] else (spaces["dim"],),
                     np.int64 if spaces["discrete"] else np.float32)
@@ -283,6 +300,7 @@ def _run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None) -> dict[str,
     device = resolve_device(cfg.device)
     loop, replay, spaces = _build(cfg, agent_cfg, out, device)
     progress, model, agent, recorder = loop.progress, loop.model, loop.agent, loop.recorder
+    sampler = loop.sampler  # imagination, acting and evaluation (EMA weights when kept)
     kind, dim, low, high = spaces["kind"], spaces["dim"], spaces["low"], spaces["high"]
     writer = tensorboard_writer(out, cfg.tensorboard)
     bar = OnlineProgress(cfg, progress)
@@ -312,7 +330,7 @@ def _run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None) -> dict[str,
             evaluating = bool(cfg.eval_every and progress["real_steps"] >= next_eval
                               or progress["real_steps"] >= cfg.real_steps)
             if evaluating:  # on this iteration's episodes, before the model trains on them
-                ends = termination_fidelity(model, episodes, model.spec.context_len, agent.cfg.horizon,
+                ends = termination_fidelity(sampler, episodes, model.spec.context_len, agent.cfg.horizon,
                                             seed=cfg.seed)
                 progress.setdefault("termination", []).append(
                     [progress["real_steps"]] + [ends.get(k) for k in TERMINATION_KEYS])
@@ -323,16 +341,16 @@ def _run_online(cfg: OnlineConfig, agent_cfg: DreamerConfig | None) -> dict[str,
                 for _ in range(updates):
                     metrics = loop.trainer.update(data, cfg.batch_size, cfg.seq_len)
                     bar.model_update(metrics)
-                starts = ReplayStarts(model, data, agent.cfg.batch_size, cfg.start_pool,
+                starts = ReplayStarts(sampler, data, agent.cfg.batch_size, cfg.start_pool,
                                       min(cfg.start_length, model.spec.context_len), loop.rng)
-                agent_metrics = train_in_imagination(agent, model, starts, cfg.agent_updates,
+                agent_metrics = train_in_imagination(agent, sampler, starts, cfg.agent_updates,
                                                      loop.generator, progress=False,
                                                      on_update=bar.agent_update)
                 progress["imagined_steps"] += int(agent_metrics.get("imagined_steps", 0))
                 metrics.update(agent_metrics)
             metrics.update(held_out)
             if evaluating:
-                result = evaluate_policy(DreamerPolicy(agent, model), cfg.task, cfg.eval_episodes,
+                result = evaluate_policy(DreamerPolicy(agent, sampler), cfg.task, cfg.eval_episodes,
                                          seed=10_000 + cfg.seed, action_repeat=cfg.action_repeat)
                 progress["curve"].append([progress["real_steps"], result.mean])
                 next_eval += cfg.eval_every

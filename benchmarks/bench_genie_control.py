@@ -37,7 +37,7 @@ import torch
 
 from benchmarks import control_metrics as cm
 from benchmarks.benchio import report
-from world_models.atomic import write_json_atomic
+from world_models.atomic import write_json_atomic, write_text_atomic
 from world_models.threads import torch_threads
 
 TASKS = ("vwm/MinAtarBreakout-v0", "vwm/MinAtarFreeway-v0")
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = report("genie_control", config, results, seconds=time.perf_counter() - began)
     folder = Path(args.out_dir)
     write_json_atomic(folder / "genie_control.json", out)
-    (folder / "genie_control.md").write_text(table)
+    write_text_atomic(folder / "genie_control.md", table)
     return out
 
 

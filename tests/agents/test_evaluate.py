@@ -77,3 +77,12 @@ def test_every_planner_alias_is_a_policy(tiny_checkpoint, spec):
 
     policy = load_policy(spec, TASK, checkpoint=tiny_checkpoint)
     assert isinstance(policy, Planner)
+
+
+def test_vwm_evaluate_takes_the_rs_alias(tiny_checkpoint, capsys):
+    """The command line, not only `load_policy`: ``vwm evaluate --policy rs:...`` runs."""
+    code = vwm(["evaluate", "--task", TASK, "--policy", "rs:h=2,n=4", "--checkpoint", tiny_checkpoint,
+                "--episodes", "1", "--num-envs", "1", "--device", "cpu", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["returns"]) == 1 and out["policy"].startswith("rs:")

@@ -58,8 +58,16 @@ def _tensors(out) -> dict[str, torch.Tensor]:
     return found
 
 
-def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
-    cfg = {**TINY, "prefill": 100, "steps_per_iteration": 100, "model_updates": 3}
+@pytest.mark.parametrize("family", ["rssm", "windowed"])
+def test_resume_after_a_kill_reproduces_the_uninterrupted_run(family, tmp_path, monkeypatch):
+    """Also for a family with EMA weights (the windowed test family): they are committed with
+    the loop state, restored on resume, and are what the agent imagines and acts with."""
+    if family == "windowed":
+        from tests.windowed_family import WindowedFamily
+        from world_models import families
+
+        monkeypatch.setitem(families.FAMILIES, "windowed", WindowedFamily())
+    cfg = {**TINY, "prefill": 100, "steps_per_iteration": 100, "model_updates": 3, "family": family}
     whole = run_online(OnlineConfig(task=TASK, out=str(tmp_path / "whole"), real_steps=400, **cfg), AGENT)
 
     commit = online._commit
@@ -81,5 +89,6 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(tmp_path, monkeypa
         assert resumed[key] == whole[key], key
     a, b = _tensors(tmp_path / "whole"), _tensors(tmp_path / "split")
     assert a.keys() == b.keys() and any(k.startswith("agent.safetensors/actor_opt.") for k in a)
+    assert any(k.startswith("ema.safetensors/") for k in a) == (family == "windowed")
     for key in a:
         assert torch.equal(a[key], b[key]), key

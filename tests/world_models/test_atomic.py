@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,3 +41,20 @@ def test_folders_swap_in_and_recover(tmp_path):
     path.rename(old_folder(path))  # a kill between the two renames of a swap
     assert recover_folder(path) == path and (path / "f").read_text() == "1"
     assert recover_folder(tmp_path / "none") is None
+
+
+def test_renames_that_commit_writes_live_in_the_atomic_module_only():
+    """One copy of the mechanism: no library module hand-rolls a temporary-then-rename write
+    (`world_models.locks` only puts back a killed dataset append's previous folder)."""
+    root = Path(__file__).resolve().parents[2]
+    allowed = {Path("world_models/atomic.py"), Path("world_models/locks.py")}
+    rename = re.compile(r"\bos\.(replace|rename)\(|\.rename\(|\bshutil\.move\(")
+    found = []
+    for package in ("agents", "benchmarks", "video_envs", "world_models"):
+        for path in sorted((root / package).rglob("*.py")):
+            if path.relative_to(root) in allowed:
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if rename.search(line.split("#")[0]):
+                    found.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert not found, "rename outside world_models/atomic.py:\n" + "\n".join(found)

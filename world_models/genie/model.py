@@ -201,12 +201,10 @@ class GenieWorldModel(nn.Module):
         code (B,) -> (logits (B, N, V), its keys/values (B, L, 2, N, D))."""
         return self.dynamics.forward_newest(tokens, code, state["kv"], self._distance(state), state["filled"])
 
-    def _push(self, state: State, tokens: Tensor, code: Tensor, frame: Tensor, h: Tensor,
-              kv: Tensor | None = None) -> State:
+    def _push(self, state: State, tokens: Tensor, code: Tensor, frame: Tensor, h: Tensor) -> State:
         """Write a frame's tokens (B, N), the code (B,) that led into it and its keys/values
-        (computed when not given) over the oldest slot."""
-        if kv is None:
-            kv = self._newest(state, tokens, code)[1]
+        (one pass of the dynamics over the frame) over the oldest slot."""
+        kv = self._newest(state, tokens, code)[1]
         rows = torch.arange(tokens.shape[0], device=tokens.device)
         new = {key: state[key].clone() for key in ("tokens", "actions", "filled", "kv")}
         new["tokens"][rows, state["pos"]] = tokens

@@ -170,7 +170,8 @@ class EvalResult:
         return "\n".join(lines)
 
 
-def _reset_policy(policy: Any) -> None:
+def reset_policy(policy: Any) -> None:
+    """Reset a policy's per-episode state (its own and its frame filter's), where it has one."""
     for obj in (policy, getattr(policy, "filter", None)):
         if obj is not None and hasattr(obj, "reset") and callable(obj.reset):
             obj.reset()
@@ -213,7 +214,7 @@ def evaluate_policy(
             [lambda: make_task(task, action_repeat, **(env_kwargs or {})) for _ in range(n)],
             autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
         )
-        _reset_policy(policy)
+        reset_policy(policy)
         obs, _ = envs.reset(seed=chunk)
         total = np.zeros(n)
         length = np.zeros(n, dtype=np.int64)

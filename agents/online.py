@@ -182,7 +182,7 @@ def _commit(out: Path, loop: _Loop, replay: Replay, spaces: dict[str, Any], task
                                torch.zeros((0, context_len, *spec.action_shape()), dtype=spec.action_dtype()))
     tensors, info = loop.trainer.state_tensors()
     config = {"task": task, "dataset": f"online:{out}", "online": True, "step": loop.trainer.step,
-              "trainer": info}
+              "trainer": info, "action_repeat": progress["config"].get("action_repeat", 1)}
     rngs = {"torch_rng": torch.get_rng_state(), "imagination_rng": loop.generator.get_state()}
     if next(model.parameters()).is_cuda:
         rngs.update({f"cuda_rng.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})

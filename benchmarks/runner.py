@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from agents.evaluate import EvalResult, RandomPolicy, evaluate_policy, load_policy
 from benchmarks.benchio import hardware
+from benchmarks.dream_return import LatentActor, dream_return
 from benchmarks.results_schema import (
     DEFAULT_FAMILY,
     SCHEMA_VERSION,
@@ -87,42 +87,9 @@ def method_fits(method: str, task: str) -> bool:
 # ------------------------------------------------------------------ methods
 
 
-def imagined_return(policy: Any, checkpoint: Path, episodes: int, seed: int,
-                    obs_mode: str = "latent", frame_stack: int = 1, device: str = "cpu") -> float:
-    """Mean return of `policy` (SB3 predict on imagined observations) inside the model."""
-    from stable_baselines3.common.vec_env import VecFrameStack
-
-    from video_envs.sb3 import WorldModelSB3VecEnv
-
-    n = min(episodes, 16)
-    env = WorldModelSB3VecEnv(n, checkpoint=str(checkpoint), obs_mode=obs_mode, device=device)
-    if frame_stack > 1:
-        env = VecFrameStack(env, frame_stack)
-    env.seed(seed)
-    obs = env.reset()
-    totals, running = [], np.zeros(n)
-    while len(totals) < episodes:
-        action, _ = policy.predict(obs, deterministic=True)
-        obs, reward, done, _ = env.step(action)
-        running += reward
-        for i in np.flatnonzero(done):
-            totals.append(float(running[i]))
-            running[i] = 0.0
-    env.close()
-    return float(np.mean(totals[:episodes]))
-
-
-class _LatentActor:
-    """A Dreamer actor acting on imagined latent observations (for the dream return)."""
-
-    def __init__(self, agent: Any) -> None:
-        self.agent = agent
-
-    @torch.inference_mode()
-    def predict(self, obs: np.ndarray, deterministic: bool = True):
-        device = next(self.agent.parameters()).device
-        feats = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        return self.agent.actor.to_env(self.agent.actor.mode(feats)).cpu().numpy(), None
+def evaluation_seed(seed: int) -> int:
+    """The first real-task seed of the evaluation episodes of a run with seed `seed`."""
+    return 100_000 + 1000 * seed
 
 
 def _final(result: EvalResult) -> FinalEval:
@@ -138,7 +105,8 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
     device = str(resolve_device(device))
     torch.manual_seed(spec.seed)
     run_dir = work / spec.slug()
-    eval_seed = 100_000 + 1000 * spec.seed
+    eval_seed = evaluation_seed(spec.seed)
+    repeat = int(settings.online.get("action_repeat", 1)) if spec.method == "dreamer" else 1
     episodes = settings.eval_episodes
     fields: dict[str, Any] = {"curve": [], "imagined_steps": 0, "real_steps": 0}
     start = time.perf_counter()
@@ -181,14 +149,15 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
             fields["fidelity"] = {k: v for k, v in last.items() if v is not None}
         fields.update(curve=record["curve"], real_steps=record["real_steps"],
                       imagined_steps=record["imagined_steps"],
-                      dream_return=imagined_return(_LatentActor(policy.agent), model_dir(run_dir),
-                                                   min(episodes, 10), spec.seed, device=device))
+                      dream_return=dream_return(policy, LatentActor(policy.agent), model_dir(run_dir),
+                                                spec.task, min(episodes, 10), eval_seed,
+                                                action_repeat=repeat, device=device))
     else:
         shared = ensure_model(spec, settings, work, results_dir, progress, device)
         fields.update(real_steps=shared.real_steps, fidelity=shared.fidelity,
                       throughput=shared.throughput, videos=shared.videos, model_training=shared.training)
-        policy = _offline_method(spec, settings, shared, run_dir, fields, episodes, progress, device)
-    repeat = int(settings.online.get("action_repeat", 1)) if method == "dreamer" else 1
+        policy = _offline_method(spec, settings, shared, run_dir, fields, episodes, eval_seed, progress,
+                                 device)
     result = evaluate_policy(policy, spec.task, episodes, seed=eval_seed, policy_name=method,
                              action_repeat=repeat)  # as the online loop acted
     wall = time.perf_counter() - start
@@ -205,8 +174,10 @@ def execute(spec: RunSpec, settings: SuiteSettings, work: Path, results_dir: Pat
 
 
 def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel, run_dir: Path,
-                    fields: dict[str, Any], episodes: int, progress: bool, device: str = "cpu") -> Any:
-    """Train/build a policy inside the shared model; fills imagined steps and dream return."""
+                    fields: dict[str, Any], episodes: int, eval_seed: int, progress: bool,
+                    device: str = "cpu") -> Any:
+    """Train/build a policy inside the shared model; fills imagined steps and the dream return
+    (`benchmarks.dream_return`, from the first real evaluation seeds, `eval_seed` on)."""
     method = spec.method
     if method in ("random_shooting", "cem", "mppi"):
         from agents.planning import Planner
@@ -227,9 +198,10 @@ def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel,
                                                  agent_cfg=DreamerConfig(**settings.dreamer),
                                                  progress=progress)
         fields["imagined_steps"] = settings.imagined_steps
-        fields["dream_return"] = imagined_return(_LatentActor(agent), shared.checkpoint,
-                                                 min(episodes, 10), spec.seed, device=device)
-        return DreamerPolicy(agent, loaded.model)
+        policy = DreamerPolicy(agent, loaded.model)
+        fields["dream_return"] = dream_return(policy, LatentActor(agent), shared.checkpoint, spec.task,
+                                              min(episodes, 10), eval_seed, device=device)
+        return policy
     if "_imagined_" in method:
         from agents.sb3 import SB3Config, train_sb3_in_imagination
 
@@ -241,10 +213,11 @@ def _offline_method(spec: RunSpec, settings: SuiteSettings, shared: SharedModel,
         from agents.sb3 import load_sb3_model
 
         model = load_sb3_model(out["path"], spec.task, device)[0]
-        fields["dream_return"] = imagined_return(
-            model, shared.checkpoint, min(episodes, 10), spec.seed, obs_mode,
-            cfg.frame_stack if obs_mode == "pixels" else 1, device)
-        return load_policy(out["path"], spec.task, device=device)
+        policy = load_policy(out["path"], spec.task, device=device)
+        fields["dream_return"] = dream_return(
+            policy, model, shared.checkpoint, spec.task, min(episodes, 10), eval_seed, obs_mode,
+            cfg.frame_stack if obs_mode == "pixels" else 1, device=device)
+        return policy
     raise ValueError(f"unknown method {method!r}")
 
 

@@ -318,7 +318,8 @@ def build_core(
 ) -> tuple[ImaginationCore, str | None]:
     """Load the source and build a core; returns it with the resolved task id."""
     source = load_source(checkpoint, model, contexts, task, device, action_mode)
-    limit = max_episode_steps if max_episode_steps is not None else task_time_limit(source.task)
+    limit = (max_episode_steps if max_episode_steps is not None
+             else task_time_limit(source.task, source.action_repeat))
     core = ImaginationCore(
         source.model, source.contexts, num_rows, obs_mode, device, limit, terminate_threshold
     )

@@ -33,11 +33,13 @@ DEFAULT_MAX_EPISODE_STEPS = 1000
 
 # ------------------------------------------------------------------ loading / spaces
 class ImaginationSource(NamedTuple):
-    """A model with its start contexts and the real task it was trained on."""
+    """A model with its start contexts, the real task it was trained on and the number of
+    real steps one model step stands for (an online run's action repeat; 1 otherwise)."""
 
     model: WorldModel
     contexts: ContextBank
     task: str | None
+    action_repeat: int = 1
 
 
 def as_context_bank(contexts: ContextBank | tuple[Any, Any]) -> ContextBank:
@@ -71,10 +73,11 @@ def load_source(
         ckpt = load_checkpoint(checkpoint, device=device, expect_task=task)
         bank = ckpt.contexts if contexts is None else as_context_bank(contexts)
         model, ckpt_task = ckpt.model, ckpt.task
+        repeat = int(ckpt.config.get("action_repeat", 1))
     else:
         if contexts is None:
             raise ValueError("model= needs contexts= (a ContextBank or a (frames, actions) pair)")
-        bank, ckpt_task = as_context_bank(contexts), task
+        bank, ckpt_task, repeat = as_context_bank(contexts), task, 1
     assert model is not None
     model, bank = apply_action_mode(model, bank, action_mode)
     if len(bank) == 0:
@@ -84,11 +87,17 @@ def load_source(
         raise CheckpointError(
             f"context frames have shape {frame_shape}, the model expects {model.spec.frame_shape}"
         )
-    return ImaginationSource(model, bank, ckpt_task if ckpt_task is not None else task)
+    return ImaginationSource(model, bank, ckpt_task if ckpt_task is not None else task, repeat)
 
 
-def task_time_limit(task: str | None) -> int:
-    """``max_episode_steps`` of the real task `task` (registered by `video_envs`), else 1000."""
+def task_time_limit(task: str | None, action_repeat: int = 1) -> int:
+    """``max_episode_steps`` of the real task `task` (registered by `video_envs`), else 1000,
+    in model steps: a model that steps `action_repeat` real steps at once gets
+    ``ceil(limit / action_repeat)``, as `video_envs.wrappers.ActionRepeat` ends the real task."""
+    return -(-_real_time_limit(task) // max(1, action_repeat))
+
+
+def _real_time_limit(task: str | None) -> int:
     if task is None:
         return DEFAULT_MAX_EPISODE_STEPS
     import video_envs  # noqa: F401  (registers the real tasks)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gymnasium as gym
 from safetensors.torch import load_file
 
 from agents.dreamer import DreamerConfig
@@ -62,3 +63,6 @@ def test_action_repeat_runs_and_is_reproducible(tmp_path):
     # `vwm evaluate` holds each action for as many steps as the agent was trained with
     policy = load_policy(str(tmp_path / "a"), "vwm/CartPolePixels-v0")
     assert policy.action_repeat == 2
+    # its model steps 2 real steps at once, so the imagined env ends after 500 / 2 of them
+    env = gym.make("vwm/Imagined-v0", checkpoint=str(model_dir(tmp_path / "a")), obs_mode="latent")
+    assert env.unwrapped.max_episode_steps == 250

@@ -164,7 +164,7 @@ def test_issue_target_suites(name, budget, discrete):
     assert {"random", "dreamer"} | {f"{a}_real{x}" for a in algos for x in ("", "_10x")} == set(suite.methods)
     OnlineConfig(**suite.settings.online)  # the overrides are loop options
     DreamerConfig(**suite.settings.dreamer)
-    assert suite.settings.online.get("action_repeat", 1) == (1 if discrete else 2)
+    assert suite.settings.online.get("action_repeat", 1) == {"pendulum": 2, "acrobot": 4}.get(name, 1)
 
 
 def test_a_suite_runs_piece_by_piece_with_methods_and_seeds():

@@ -318,3 +318,37 @@ def test_oracle_steps_with_real_actions_and_trains_without_a_lam_stage():
 def test_oracle_rejects_what_it_cannot_condition_on(kind, dim, overrides, match):
     with pytest.raises(ValueError, match=match):
         tiny_model(kind, dim, **{"dynamics_actions": "real", **overrides})
+
+
+@pytest.mark.slow
+def test_the_oracle_dynamics_learns_what_the_action_does():
+    """Trained on the dot (the action alone decides where it goes), the dynamics conditioned
+    on real actions predicts the next frame better with the true action than with the other,
+    in nearly every row. Two spatio-temporal blocks at least: with one (the tiny preset), a
+    token cannot read another position of the previous frame, so a dot that crosses a token
+    boundary cannot follow its action (measured: the true action was better in 69% of rows)."""
+    model = tiny_model(dynamics_actions="real", dyn_layers=2, dyn_dim=64).train()
+    frames, actions = dot.episodes(256, 6, seed=1)
+    gen = torch.Generator().manual_seed(0)
+    for prefixes, steps, stage_step in ((("tokenizer.",), 600, 0), (("dynamics.", "reward."), 1500, 10_000)):
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(prefixes))
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+        for _ in range(steps):
+            rows = torch.randint(0, 256, (16,), generator=gen)
+            loss, _ = model.compute_loss(oracle_batch(frames[rows], actions[rows]), stage_step)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    f, a = dot.episodes(64, 5, seed=9)
+    with torch.inference_mode():
+        state = burn_in(model, f[:, 1:4], a[:, 1:4])
+
+        def error(action: torch.Tensor) -> torch.Tensor:  # (64,) MSE to the real next frame
+            out = model.step(state, action, TorchNoise(torch.Generator().manual_seed(0)))
+            return ((out.state["frame"].float() - f[:, 4].float()) ** 2).mean((1, 2, 3))
+
+        true, other = error(a[:, 4]), error(1 - a[:, 4])
+    assert (true < other).float().mean() >= 0.9
+    assert true.mean() < 0.5 * other.mean()

@@ -364,7 +364,7 @@ def build_report(
         "real-env evaluation return. IQM: interquartile mean of all evaluation episodes of all seeds, "
         f"95% percentile bootstrap CI over seeds ({resamples} resamples). Real/imagined steps and wall "
         "time: mean per seed (real steps actually used). Ratio: mean return over "
-        f"`{baseline}`'s at the same budget.",
+        f"`{baseline}`'s at the same budget (only where both are positive).",
         "",
     ]
     for group, rows in tables.items():

@@ -26,7 +26,7 @@ def baseline_ratios(summaries: Sequence[MethodSummary], baseline: str = "ppo_rea
     """Each summary's mean return over the baseline method's at the same suite, task and budget.
 
     The baseline of the same model family and preset is used, else the only baseline at that
-    budget; None when there is none or its mean is 0.
+    budget; None when there is none, or when either mean is not positive (`positive_ratio`).
     """
     base = {(s.group, s.family, s.preset): s.mean for s in summaries if s.method == baseline}
     per_group: dict[GroupKey, list[float]] = defaultdict(list)
@@ -37,7 +37,7 @@ def baseline_ratios(summaries: Sequence[MethodSummary], baseline: str = "ppo_rea
         ref = base.get((s.group, s.family, s.preset))
         if ref is None and len(per_group[s.group]) == 1:
             ref = per_group[s.group][0]
-        ratios.append(s.mean / ref if ref not in (None, 0.0) else None)
+        ratios.append(None if ref is None else positive_ratio(s.mean, ref))
     return ratios
 
 

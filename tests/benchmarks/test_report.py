@@ -224,3 +224,12 @@ def test_normalized_score_and_ratio_for_negative_returns():
     assert positive_ratio(-500.0, -200.0) is None  # a ratio of negative returns reads backwards
     assert positive_ratio(30.0, 120.0) == 0.25
     assert normalized_score(5.0, 3.0, 3.0) is None
+
+
+def test_the_ratio_column_is_empty_for_negative_returns(tmp_path: Path):
+    folder = tmp_path / "acrobot"
+    folder.mkdir()
+    for method, returns in (("ppo_real", [-500.0] * 4), ("dreamer", [-100.0] * 4)):
+        (folder / f"{method}.json").write_text(json.dumps(_record(method, 0, returns)))
+    summaries = summarize(load_results(folder), resamples=50)
+    assert baseline_ratios(summaries) == [None, None]  # -100 / -500 = 0.2 would read as worse

@@ -85,17 +85,18 @@ def dream_return(real_policy: Any, imagined_policy: Any, checkpoint: Path, task:
     on the last axis as `VecFrameStack` does (the stack starts from the real prefix frames).
     """
     from video_envs.imagined import WorldModelVectorEnv
+    from world_models.checkpoint import load_checkpoint
 
     seeds = [seed + i for i in range(episodes)]
-    probe = WorldModelVectorEnv(1, checkpoint=str(checkpoint), obs_mode=obs_mode, device=device)
-    context_len = probe.model.spec.context_len
-    probe.close()
+    ckpt = load_checkpoint(checkpoint, device=device, expect_task=task)  # read once
+    context_len = ckpt.model.spec.context_len
     prefix = context_len - 1  # decisions played on the real task
     frames, actions, totals, ended = real_prefix(real_policy, task, seeds, prefix, action_repeat)
     limit = task_time_limit(task, action_repeat) - prefix
     if limit < 1 or ended.all():
         return float(totals.mean())
-    env = WorldModelVectorEnv(episodes, checkpoint=str(checkpoint), obs_mode=obs_mode, device=device,
+    env = WorldModelVectorEnv(episodes, model=ckpt.model, contexts=ckpt.contexts, task=task,
+                              obs_mode=obs_mode, device=device,
                               max_episode_steps=limit)  # rows that end autoreset; ignored after
     obs, _ = env.reset(seed=seeds, options={"context": {"frames": frames, "actions": actions}})
     stack: deque[np.ndarray] = deque(maxlen=frame_stack)

@@ -20,7 +20,9 @@ class BenchConfig:
     suite: str = field(default="default", metadata={"positional": True})
     """Suite to run: smoke, quick, default, full, a target suite (3 seeds against SB3 on the
     real pixels at 1x and 10x the real steps): cartpole, acrobot, pendulum, minatar, planners,
-    or families (model families side by side on the same data)."""
+    families (model families side by side on the same data), or action_free (agents inside a
+    genie model learned from action-free video plus 5 labelled episodes, against an RSSM
+    with every label)."""
     results: str | None = None
     """Folder of result JSONs and videos (default: benchmarks/results/SUITE)."""
     work: str | None = None

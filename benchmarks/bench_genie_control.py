@@ -89,25 +89,28 @@ def holdout_count(lengths: list[int], wanted: int, max_fraction: float = 0.1) ->
 
 
 # ----------------------------------------------------------------------------- data and models
-def dataset_id(task: str, steps: int, seed: int) -> str:
-    """Minari id of the random data (the naming of `benchmarks.shared_model.shared_dataset`)."""
-    return f"vwm/{task.split('/')[-1].lower()}/random-b{steps}-s{seed}-v0"
+def dataset_id(task: str, steps: int, seed: int, size: int | None = None) -> str:
+    """Minari id of the random data (the naming of `benchmarks.shared_model.shared_dataset`;
+    a frame side given by hand is part of the name)."""
+    sized = "" if size is None else f"-px{size}"
+    return f"vwm/{task.split('/')[-1].lower()}/random-b{steps}-s{seed}{sized}-v0"
 
 
-def ensure_dataset(task: str, steps: int, seed: int, work: Path, roots: list[Path]) -> tuple[str, Path]:
+def ensure_dataset(task: str, steps: int, seed: int, work: Path, roots: list[Path],
+                   size: int | None = None) -> tuple[str, Path]:
     """(dataset id, Minari root): an existing dataset under one of `roots`, else one
-    collected under WORK/minari."""
+    collected under WORK/minari (frames of side `size`, None: the task's default)."""
     from minari.storage import get_dataset_path
 
     from video_envs.collect import CollectConfig, collect, minari_root
 
-    name = dataset_id(task, steps, seed)
+    name = dataset_id(task, steps, seed, size)
     for root in [*roots, work / "minari"]:
         with minari_root(root):
             if (Path(get_dataset_path(name)) / "data").is_dir():
                 return name, root
     with minari_root(work / "minari"):
-        collect(CollectConfig(task=task, dataset=name, steps=steps, seed=seed, progress=False))
+        collect(CollectConfig(task=task, dataset=name, steps=steps, seed=seed, size=size, progress=False))
     return name, work / "minari"
 
 
@@ -177,7 +180,8 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
 
     work = Path(args.work)
     began = time.perf_counter()
-    name, root = ensure_dataset(task, args.steps, args.seed, work, [Path(r) for r in args.minari_root])
+    name, root = ensure_dataset(task, args.steps, args.seed, work, [Path(r) for r in args.minari_root],
+                                args.size)
     with minari_root(root):
         lengths = SequenceDataset.from_minari(name).episode_lengths.tolist()
         holdout = holdout_count(lengths, args.holdout_episodes)
@@ -317,6 +321,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task ids")
     parser.add_argument("--seed", type=int, default=0, help="data, training and evaluation seed")
     parser.add_argument("--steps", type=int, default=20_000, help="random real steps per task")
+    parser.add_argument("--size", type=int, default=None,
+                        help="frame side passed to the task as size= (MinAtar: 40 draws each grid cell "
+                             "as 4x4 pixels, so a patch of 4 is one cell; default: the task's own)")
     parser.add_argument("--work", default="runs/bench/genie_control", help="datasets and run folders")
     parser.add_argument("--minari-root", action="append", default=[],
                         help="Minari root holding an existing dataset to reuse (repeatable)")

@@ -40,11 +40,17 @@ TASK_IDS: tuple[str, ...] = (
     *CLASSIC_TASKS,
     *(f"vwm/MinAtar{name}-v0" for name in MINATAR_GAMES),
     *(f"vwm/MinAtar{name}Minimal-v0" for name in MINATAR_GAMES),
+    *(f"vwm/MinAtar{name}Minimal40px-v0" for name in MINATAR_GAMES),
 )
 """Real task ids that work without optional extras. ``vwm/MinAtarGAME-v0`` acts in MinAtar's
 full 6-action set, ``vwm/MinAtarGAMEMinimal-v0`` in the game's minimal set (MinAtar's own
 Gymnasium ids call them v0 and v1; e.g. 3 actions in Breakout, where 4 of the 6 full-set
-actions do nothing)."""
+actions do nothing). ``vwm/MinAtarGAMEMinimal40px-v0`` draws that game at 40x40: every grid
+cell is exactly 4x4 pixels (at the default 64x64 cells are 6 or 7 pixels wide), so a token
+patch of 4 is one cell (the genie family's MinAtar setting, DESIGN section 9)."""
+
+MINATAR_CELL_SIZE = 40
+"""Frame side of the ``...Minimal40px`` MinAtar ids: 4 pixels per grid cell."""
 
 ATARI_TASK_IDS: tuple[str, ...] = tuple(f"vwm/{name}Pixels-v0" for name in ATARI_GAMES)
 """Real ALE task ids; making one needs ``pip install 'vwm[atari]'``."""
@@ -63,11 +69,12 @@ def register_envs() -> None:
     for env_id, (entry_point, max_steps) in CLASSIC_TASKS.items():
         _register(env_id, entry_point=entry_point, max_episode_steps=max_steps)
     for name, game in MINATAR_GAMES.items():
-        for suffix, minimal in (("", False), ("Minimal", True)):
+        for suffix, extra in (("", {}), ("Minimal", {"use_minimal_action_set": True}),
+                              ("Minimal40px", {"use_minimal_action_set": True, "size": MINATAR_CELL_SIZE})):
             _register(
                 f"vwm/MinAtar{name}{suffix}-v0",
                 entry_point="video_envs.minatar_pixels:MinAtarPixelsEnv",
-                kwargs={"game": game, "use_minimal_action_set": minimal},
+                kwargs={"game": game, **extra},
             )
     for name, game in ATARI_GAMES.items():
         _register(

@@ -66,6 +66,12 @@ def test_stage_planning_and_holdout():
     assert bench.holdout_count([2500] * 8, 10) == 1
 
 
+def test_a_frame_size_given_by_hand_names_its_own_dataset():
+    task = "vwm/MinAtarBreakoutMinimal-v0"
+    assert bench.dataset_id(task, 20_000, 0) == "vwm/minatarbreakoutminimal-v0/random-b20000-s0-v0"
+    assert bench.dataset_id(task, 20_000, 0, 40) == "vwm/minatarbreakoutminimal-v0/random-b20000-s0-px40-v0"
+
+
 def test_lag_zero_is_count_pairs_alignment():
     from world_models import families
     from world_models.data import SequenceDataset

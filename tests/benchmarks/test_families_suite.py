@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 from benchmarks.cli import main as vwm
 from benchmarks.results_schema import family_video_stem, load_results
@@ -71,3 +72,30 @@ def test_label_episodes_train_a_family_on_frames_then_fit_its_actions(tmp_path, 
     fitted = next((tmp_path / "work").glob("model__*genie*/fitted"))
     config = json.loads((fitted / "config.json").read_text())
     assert config["spec"]["hparams"]["action_mode"] == "real" and config["action_fit"]["episodes"] == 2
+
+
+def test_action_free_suite_builds_every_family_on_its_40px_frames():
+    """The headline suite's task draws 40x40 frames: each family builds from the suite's own
+    overrides there (genie: one 4x4 token per MinAtar cell), and genie learns from 5 labels."""
+    import gymnasium as gym
+
+    import video_envs  # noqa: F401
+    from benchmarks.shared_model import model_overrides
+    from benchmarks.suites import BREAKOUT_CELLS, get_suite, validate_suite
+    from world_models.families import build_model, make_spec
+
+    suite = validate_suite(get_suite("action_free"))
+    assert suite.tasks == (BREAKOUT_CELLS,) and suite.settings.label_episodes == {"genie": 5}
+    env = gym.make(BREAKOUT_CELLS)
+    shape, actions = env.observation_space.shape, int(env.action_space.n)
+    assert shape == (40, 40, 3) and actions == 3
+    for family in suite.families:
+        overrides = json.loads(model_overrides(suite.settings, family, BREAKOUT_CELLS) or "{}")
+        model = build_model(make_spec(family, shape, "discrete", actions, overrides=overrides))
+        frames = torch.zeros(1, model.spec.context_len, *shape, dtype=torch.uint8)
+        acts = torch.zeros(1, model.spec.context_len, dtype=torch.long)
+        with torch.inference_mode():
+            state = model.init_state(frames, acts)
+            assert model.decode(state).shape == (1, *shape), family
+    genie = json.loads(model_overrides(suite.settings, "genie", BREAKOUT_CELLS))
+    assert genie["patch"] == 4

@@ -66,12 +66,13 @@ def test_register_envs_is_idempotent() -> None:
 @pytest.mark.parametrize("env_id", TASK_IDS)
 def test_observation_space(env_id: str) -> None:
     env = _make(env_id)
-    assert env.observation_space == gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    side = 40 if env_id.endswith("40px-v0") else 64
+    assert env.observation_space == gym.spaces.Box(0, 255, (side, side, 3), np.uint8)
     obs, _ = env.reset(seed=0)
-    assert obs.dtype == np.uint8 and obs.shape == (64, 64, 3)
+    assert obs.dtype == np.uint8 and obs.shape == (side, side, 3)
     np.testing.assert_array_equal(env.render(), obs)
     obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-    assert obs.dtype == np.uint8 and obs.shape == (64, 64, 3)
+    assert obs.dtype == np.uint8 and obs.shape == (side, side, 3)
     assert type(reward) is float and type(terminated) is bool and type(truncated) is bool
     np.testing.assert_array_equal(env.render(), obs)
 
@@ -188,11 +189,26 @@ def test_minatar_frame_matches_grid(env_id: str) -> None:
         if terminated:
             obs, info = env.reset()
     grid = info["grid"]  # (10, 10, C) bool
-    centres = (np.arange(10) * 64 + 32) // 10  # a pixel inside each cell
+    side = obs.shape[0]
+    centres = (np.arange(10) * side + side // 2) // 10  # a pixel inside each cell
     sampled = obs[centres][:, centres]  # (10, 10, 3)
     empty = ~grid.any(axis=2)
     assert (sampled[empty] == PALETTE[0]).all()
     assert (sampled[~empty] != PALETTE[0]).any(axis=1).all()
+
+
+@pytest.mark.parametrize("game", ("Breakout", "Freeway"))
+def test_minatar_40px_ids_draw_each_cell_as_a_4x4_block(game: str) -> None:
+    env = _make(f"vwm/MinAtar{game}Minimal40px-v0")
+    same = _make(f"vwm/MinAtar{game}Minimal-v0", size=40)
+    obs, _ = env.reset(seed=1)
+    np.testing.assert_array_equal(obs, same.reset(seed=1)[0])
+    assert env.action_space == same.action_space
+    for action in (1, 2, 0, 1):
+        obs = env.step(action)[0]
+        np.testing.assert_array_equal(obs, same.step(action)[0])
+        blocks = obs.reshape(10, 4, 10, 4, 3)
+        assert (blocks == blocks[:, :1, :, :1]).all()  # one colour per 4x4 cell
 
 
 def test_make_real_env() -> None:

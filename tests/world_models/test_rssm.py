@@ -19,7 +19,7 @@ from world_models.rssm.distributions import (
     unimix_probs,
 )
 
-FRAME_SHAPES = [(64, 64, 3), (32, 32, 3)]
+FRAME_SHAPES = [(64, 64, 3), (32, 32, 3), (40, 40, 3)]
 ACTIONS = {"discrete": dict(action_dim=3), "continuous": dict(action_dim=2)}
 
 
@@ -203,8 +203,10 @@ def test_make_spec_and_build():
         rssm.make_spec((64, 64, 3), "discrete", 4, preset="tiny", overrides={"bogus": 1})
     with pytest.raises(ValueError, match="preset"):
         rssm.make_spec((64, 64, 3), "discrete", 4, preset="huge")
-    with pytest.raises(ValueError, match="power-of-2"):
-        rssm.make_spec((48, 48, 3), "discrete", 4, preset="tiny")
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*3"):
+        rssm.make_spec((36, 36, 3), "discrete", 4, preset="tiny")
+    with pytest.raises(ValueError, match=">= 16"):
+        rssm.make_spec((12, 12, 3), "discrete", 4, preset="tiny")
     with pytest.raises(ValueError, match="conv_norm"):
         rssm.make_spec((64, 64, 3), "discrete", 4, preset="tiny", overrides={"conv_norm": "x"})
 

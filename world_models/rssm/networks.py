@@ -16,13 +16,18 @@ from torch import Tensor, nn
 
 
 def conv_stages(height: int, width: int, min_res: int) -> int:
-    """Number of stride-2 stages taking the smaller side of a power-of-2 frame to `min_res`."""
-    for side in (height, width):
-        if side < 16 or side & (side - 1):
-            raise ValueError(f"RSSM frames must have power-of-2 sides >= 16, got {height}x{width}")
-    stages = int(math.log2(min(height, width) // min_res)) if min(height, width) > min_res else 0
+    """Number of stride-2 stages taking the smaller side of a frame down to about `min_res`
+    (the most halvings that leave at least `min_res`); every side must be at least 16 and
+    divisible by 2**stages (e.g. 64 -> 4 in 4 stages, 40 -> 5 in 3), so the decoder's
+    transposed convs rebuild the exact size."""
+    if min(height, width) < 16:
+        raise ValueError(f"RSSM frames must have sides >= 16, got {height}x{width}")
+    stages = int(math.log2(min(height, width) / min_res)) if min(height, width) > min_res else 0
     if stages < 1:
         raise ValueError(f"min_res {min_res} leaves no conv stage for {height}x{width} frames")
+    if height % 2**stages or width % 2**stages:
+        raise ValueError(f"RSSM frame sides {height}x{width} must be divisible by 2**{stages} "
+                         f"(its {stages} stride-2 stages down to about min_res {min_res})")
     return stages
 
 

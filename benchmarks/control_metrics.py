@@ -227,14 +227,12 @@ def fitted_accuracy(real: ModelSpec, n_latent: int, fit: tuple[Tensor, Tensor],
 
 @torch.inference_mode()
 def label_probe(model: Any, train: SequenceDataset, holdout: SequenceDataset, episodes: Sequence[int],
-                classes: Sequence[int] | None = None, lags: Sequence[int] = (-1, 0, 1),
-                lag_episodes: int = 5) -> dict[str, Any]:
+                lags: Sequence[int] = (-1, 0, 1), lag_episodes: int = 5) -> dict[str, Any]:
     """Accuracy on `holdout`'s transitions of an `ActionMap` fitted on the first N training
-    episodes, for N in `episodes`, with the chance level (majority real action). `classes`
-    maps each real action to its effect class (e.g. MinAtar actions outside the game's
-    minimal set act as no-op): the probe is then also reported on classes. ``lag_check``:
-    the probe at `lag_episodes` with the actions shifted by each of `lags` (lag 0 should be
-    the best when the data's action at index t led into frame t)."""
+    episodes, for N in `episodes`, with the chance level (majority real action); actions
+    with the same effect count as different here (`benchmarks.effect_probe` scores effects).
+    ``lag_check``: the probe at `lag_episodes` with the actions shifted by each of `lags`
+    (lag 0 should be the best when the data's action at index t led into frame t)."""
     real = ModelSpec(family=model.spec.family, frame_shape=tuple(model.spec.frame_shape),
                      action_kind="discrete", action_dim=train.action_dim, feature_dim=1)
     n_latent = int(model.cfg.n_latent)
@@ -242,20 +240,13 @@ def label_probe(model: Any, train: SequenceDataset, holdout: SequenceDataset, ep
     train_codes = episode_codes(model, train, range(most))
     test_codes = episode_codes(model, holdout, range(holdout.num_episodes))
     test = episode_pairs(holdout, test_codes)
-    lookup = None if classes is None else torch.as_tensor(list(classes), dtype=torch.long)
     out: dict[str, Any] = {"chance": majority_fraction(test[0]), "test_transitions": int(test[1].numel()),
                            "per_episodes": {}}
-    if lookup is not None:
-        out["classes"], out["chance_classes"] = list(classes), majority_fraction(lookup[test[0]])
     for n in episodes:
         used = min(int(n), train.num_episodes)
         fit = episode_pairs(train, train_codes[:used])
-        row = {"episodes": used, "transitions": int(fit[1].numel()),
-               "accuracy": fitted_accuracy(real, n_latent, fit, test)}
-        if lookup is not None:
-            row["accuracy_classes"] = fitted_accuracy(real, n_latent, (lookup[fit[0]], fit[1]),
-                                                      (lookup[test[0]], test[1]))
-        out["per_episodes"][str(n)] = row
+        out["per_episodes"][str(n)] = {"episodes": used, "transitions": int(fit[1].numel()),
+                                       "accuracy": fitted_accuracy(real, n_latent, fit, test)}
     used = min(lag_episodes, train.num_episodes)
     out["lag_check"] = {str(lag): fitted_accuracy(real, n_latent,
                                                   episode_pairs(train, train_codes[:used], lag),

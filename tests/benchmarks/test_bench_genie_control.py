@@ -18,7 +18,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 def test_end_to_end_on_the_dot_task(tmp_path):
     dot.register()
     out = bench.main([
-        "--tasks", dot.TASK, "--steps", "400", "--preset", "tiny", "--model-steps", "12",
+        "--tasks", dot.TASK, "--size", "0", "--overrides", "{}", "--effect-transitions", "30",
+        "--steps", "400", "--preset", "tiny", "--model-steps", "12",
         "--batch-size", "4", "--seq-len", "6", "--holdout-episodes", "2", "--max-windows", "16",
         "--work", str(tmp_path / "work"), "--out-dir", str(tmp_path / "results"),
     ])
@@ -42,6 +43,10 @@ def test_end_to_end_on_the_dot_task(tmp_path):
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in probe["per_episodes"].values())
     assert 0.0 < probe["chance"] <= 1.0
     assert set(latent["lag_check"]) == {"-1", "0", "1"}
+    effects = latent["effect_probe"]
+    assert effects["test_transitions"] >= 30 and set(effects["per_episodes"]) == {"1", "5", "20"}
+    for row in effects["per_episodes"].values():
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 < row["chance"] <= 1.0
     assert set(result["goals"]["delta_t_ratio"]) == {"1", "4", "15"}
 
 

@@ -12,12 +12,14 @@ same wall-clock (``--model-seconds``, default 25 minutes) at one preset:
 Before training, the seconds per step of each stage are measured and the tokenizer and LAM
 stages get at most a third of the budget each (capped by the preset's step counts), so the
 dynamics gets at least a third; the oracle's tokenizer gets as many steps as the latent
-model's. Then, on held-out episodes (the dataset's first ones, `TrainConfig.holdout_episodes`):
+model's. Then, on fresh random real episodes (``--fresh-transitions``; random Breakout
+episodes last about 10 steps, so the dataset's held-out episodes hold few windows):
 delta-t PSNR of both models at t = 1, 4, 15 with 95% bootstrap intervals over windows, the
 latent/oracle ratio and the goal check (latent >= 0.7 x oracle, interval above zero); the
 label probe of the latent model fitted on its first 1, 5 and 20 training episodes (goal
->= 0.8 at 5), beside the chance level, on the held-out real actions and, on fresh real
-episodes, scored on effects (`benchmarks.effect_probe`); a lag check of the probe's
+>= 0.8 at 5), beside the chance level, on the held-out episodes' real actions (the
+dataset's first ones, `TrainConfig.holdout_episodes`) and, on the fresh episodes, scored on
+effects (`benchmarks.effect_probe`); a lag check of the probe's
 alignment; tokenizer PSNR; code usage; steps per stage and seconds. Measurements live in
 `benchmarks.control_metrics`.
 
@@ -38,7 +40,7 @@ import torch
 
 from benchmarks import control_metrics as cm
 from benchmarks.benchio import report
-from benchmarks.effect_probe import effect_episodes, effect_probe
+from benchmarks.effect_probe import as_dataset, effect_episodes, effect_probe
 from world_models.atomic import write_json_atomic, write_text_atomic
 from world_models.threads import torch_threads
 
@@ -55,8 +57,8 @@ STAGE_SHARE = 1 / 3
 """Largest share of the budget the tokenizer and the LAM stage each get."""
 STEP_CAP = 10**9
 """Step limit of a run stopped by the clock."""
-EFFECT_SEED = 50_000
-"""First reset seed of the effect probe's fresh real episodes (apart from the data's)."""
+FRESH_SEED = 50_000
+"""First reset seed of the fresh real episodes (apart from the data's seeds)."""
 
 
 # ----------------------------------------------------------------------------- pure planning
@@ -207,7 +209,10 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
     budget = f"{args.model_steps}steps" if args.model_steps > 0 else f"{args.model_seconds:g}s"
     tag = f"{args.preset}_{budget}"
     env_kwargs = {"size": args.size} if args.size else {}
-    effects = effect_episodes(task, args.effect_transitions, EFFECT_SEED, env_kwargs)
+    effects = effect_episodes(task, args.fresh_transitions, FRESH_SEED, env_kwargs)
+    evaluation = as_dataset(effects, labelled.action_dim) if effects else labelled.holdout
+    result["evaluation_data"] = {"source": "fresh" if effects else "held-out",
+                                 "episodes": evaluation.num_episodes, "frames": evaluation.num_frames}
     for model_name, overrides in variants.items():
         out = work / task.split("/")[-1] / f"{model_name}_{tag}_{settings_hash(overrides)}_seed{args.seed}"
         with minari_root(root):
@@ -223,10 +228,10 @@ def run_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
             "steps_per_stage": steps_per_stage(int(config["step"]), stage_plan, order),
             "train_seconds": float(config.get("train_seconds", float("nan"))),
             "open_loop": config.get("eval"), "tokenizer_psnr": cm.tokenizer_psnr(model, labelled.holdout)}
-        pool = cm.used_actions(model, labelled.holdout, latent)  # codes or real actions
+        pool = cm.used_actions(model, evaluation, latent)  # codes or real actions
         if latent:
             entry["code_usage"] = cm.code_usage(pool, model.cfg.n_latent)
-        entry["delta_t_psnr"] = cm.delta_t_psnr(model, labelled.holdout, latent, args.ts, args.seed,
+        entry["delta_t_psnr"] = cm.delta_t_psnr(model, evaluation, latent, args.ts, args.seed,
                                                 args.max_windows, random_pool=pool)
         if latent:
             entry["label_probe"] = cm.label_probe(model, labelled, labelled.holdout, args.probe_episodes)
@@ -269,7 +274,8 @@ def markdown(results: list[dict[str, Any]], ts: list[int]) -> str:
     lines = ["# Genie controllability: latent actions vs the real-action oracle", "",
              "Delta-t PSNR (dB): PSNR with the true actions minus PSNR with random ones (latent: "
              "inferred codes vs draws from the used-code marginal; oracle: real actions vs draws "
-             "from their marginal), held-out windows, mean [95% bootstrap CI] n.", "",
+             "from their marginal), windows of fresh random real episodes (or, without them, of the "
+             "held-out episodes), mean [95% bootstrap CI] n.", "",
              "The ratio latent/oracle means something only where the oracle's interval is above 0.", "",
              "| task | t | latent | oracle | ratio | goal met |", "| --- | --- | --- | --- | --- | --- |"]
     for r in results:
@@ -345,11 +351,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="held-out episodes (fewer when they exceed 10%% of the frames)")
     parser.add_argument("--ts", type=parse_ints, default=list(TS), help="delta-t PSNR horizons")
     parser.add_argument("--probe-episodes", type=parse_ints, default=list(PROBE_EPISODES))
-    parser.add_argument("--effect-transitions", type=int, default=500,
-                        help="fresh real transitions (whole random episodes) of the effect probe "
-                             "(0: off)")
-    parser.add_argument("--max-windows", type=int, default=64,
-                        help="held-out windows per model, evenly spaced (0: all)")
+    parser.add_argument("--fresh-transitions", type=int, default=2000,
+                        help="fresh random real transitions (whole episodes) on which delta-t PSNR "
+                             "and the effect probe are measured (0: delta-t on the held-out "
+                             "episodes, no effect probe)")
+    parser.add_argument("--max-windows", type=int, default=256,
+                        help="evaluation windows per model, evenly spaced (0: all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out-dir", default="benchmarks/results/genie_control")

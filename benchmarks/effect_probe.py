@@ -126,3 +126,15 @@ def effect_probe(model: Any, train: SequenceDataset, test: list[EffectEpisode],
         row.update(episodes=used, raw_accuracy=raw)
         out["per_episodes"][str(n)] = row
     return out
+
+
+def as_dataset(episodes: list[EffectEpisode], action_dim: int) -> SequenceDataset:
+    """The episodes as a `SequenceDataset` (the action at index t led into frame t; rewards
+    are not recorded), e.g. fresh held-out windows for `control_metrics.delta_t_psnr`."""
+    frames = np.concatenate([e.frames for e in episodes])  # (F, H, W, C)
+    actions = np.concatenate([np.concatenate([[0], e.actions]) for e in episodes]).astype(np.int64)  # (F,)
+    lengths = [len(e.frames) for e in episodes]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    n = frames.shape[0]
+    return SequenceDataset(frames, actions, np.zeros(n, np.float32), np.zeros(n, bool), offsets,
+                           "discrete", action_dim, has_rewards=False)

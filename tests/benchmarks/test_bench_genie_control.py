@@ -18,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 def test_end_to_end_on_the_dot_task(tmp_path):
     dot.register()
     out = bench.main([
-        "--tasks", dot.TASK, "--size", "0", "--overrides", "{}", "--effect-transitions", "30",
+        "--tasks", dot.TASK, "--size", "0", "--overrides", "{}", "--fresh-transitions", "30",
         "--steps", "400", "--preset", "tiny", "--model-steps", "12",
         "--batch-size", "4", "--seq-len", "6", "--holdout-episodes", "2", "--max-windows", "16",
         "--work", str(tmp_path / "work"), "--out-dir", str(tmp_path / "results"),
@@ -43,6 +43,7 @@ def test_end_to_end_on_the_dot_task(tmp_path):
     assert all(0.0 <= row["accuracy"] <= 1.0 for row in probe["per_episodes"].values())
     assert 0.0 < probe["chance"] <= 1.0
     assert set(latent["lag_check"]) == {"-1", "0", "1"}
+    assert result["evaluation_data"]["source"] == "fresh" and result["evaluation_data"]["frames"] > 30
     effects = latent["effect_probe"]
     assert effects["test_transitions"] >= 30 and set(effects["per_episodes"]) == {"1", "5", "20"}
     for row in effects["per_episodes"].values():

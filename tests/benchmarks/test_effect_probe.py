@@ -42,3 +42,15 @@ def test_breakout_effects_replay_the_game_and_tell_the_paddle_moves_apart():
     for a, b in zip(episodes, again, strict=True):
         np.testing.assert_array_equal(a.frames, b.frames)
         np.testing.assert_array_equal(a.same, b.same)
+
+
+def test_fresh_episodes_become_a_dataset_with_the_actions_that_led_into_each_frame():
+    from benchmarks.effect_probe import as_dataset
+
+    episodes = effect_episodes("vwm/MinAtarBreakoutMinimal40px-v0", 20, seed=1)
+    data = as_dataset(episodes, 3)
+    assert data.num_episodes == len(episodes)
+    assert data.episode_lengths.tolist() == [len(e.frames) for e in episodes]
+    first = data.episode(0)
+    np.testing.assert_array_equal(first.frames[0].numpy(), episodes[0].frames)
+    np.testing.assert_array_equal(first.actions[0, 1:].numpy(), episodes[0].actions)

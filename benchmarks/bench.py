@@ -8,7 +8,8 @@ from pathlib import Path
 
 from benchmarks.report import build_report
 from benchmarks.runner import run_suite
-from benchmarks.suites import Suite, get_suite, with_options
+from benchmarks.suite_spec import Suite, with_options
+from benchmarks.suites import get_suite
 from world_models.device import check_device_name
 from world_models.threads import torch_threads
 

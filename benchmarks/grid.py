@@ -22,7 +22,7 @@ from typing import Literal
 
 from benchmarks.runner import execute, expand, method_fits, result_path
 from benchmarks.shared_model import ensure_dataset, ensure_model, load_shared, shared_dataset, shared_folder
-from benchmarks.suites import RunSpec, Suite, SuiteSettings, model_free, uses_shared_model
+from benchmarks.suite_spec import RunSpec, Suite, SuiteSettings, model_free, uses_shared_model
 from world_models.device import resolve_device
 from world_models.threads import torch_threads
 

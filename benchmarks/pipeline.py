@@ -22,7 +22,8 @@ from typing import Literal
 
 from benchmarks.report import build_report
 from benchmarks.runner import run_suite
-from benchmarks.suites import get_suite, with_options
+from benchmarks.suite_spec import with_options
+from benchmarks.suites import get_suite
 from world_models.threads import torch_threads
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.grid import GridJob, Node, plan_grid, run_node
-from benchmarks.suites import Suite
+from benchmarks.suite_spec import Suite
 
 LOCAL = "local"
 """The ``--ray`` value that starts a local Ray (``--ray`` given without an address)."""

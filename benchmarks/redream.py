@@ -17,7 +17,7 @@ import torch
 from benchmarks.dream_return import LatentActor, dream_return
 from benchmarks.results_schema import load_results
 from benchmarks.runner import evaluation_seed, result_path, suite_locks
-from benchmarks.suites import RunSpec
+from benchmarks.suite_spec import RunSpec
 
 
 def redream(suite: str, results: Path, work: Path, device: str = "cpu"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmarks.report import MethodSummary, fmt_num, fmt_steps, md_table, mean_of, method_rank, result_link
 from benchmarks.results_schema import RunResult, family_video_stem
-from benchmarks.suites import model_free
+from benchmarks.suite_spec import model_free
 
 FAMILIES_SUITE = "families"
 """The suite whose report always gets the families section."""

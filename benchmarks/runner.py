@@ -39,7 +39,7 @@ from benchmarks.shared_model import (
     write_dream_videos,
     write_family_videos,
 )
-from benchmarks.suites import RunSpec, Suite, SuiteSettings, model_free, validate_suite
+from benchmarks.suite_spec import RunSpec, Suite, SuiteSettings, model_free, validate_suite
 from world_models.atomic import remove_temporaries
 from world_models.checkpoint import package_versions
 from world_models.device import resolve_device

@@ -22,7 +22,7 @@ import numpy as np
 
 from benchmarks.imagination_timing import timed_loop
 from benchmarks.results_schema import family_video_stem
-from benchmarks.suites import RunSpec, Suite, SuiteSettings
+from benchmarks.suite_spec import RunSpec, Suite, SuiteSettings
 from video_envs.collect import minari_root
 from world_models.atomic import write_json_atomic
 from world_models.checkpoint import read_config

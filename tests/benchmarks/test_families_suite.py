@@ -10,7 +10,8 @@ import torch
 
 from benchmarks.cli import main as vwm
 from benchmarks.results_schema import family_video_stem, load_results
-from benchmarks.suites import CARTPOLE, SUITES, SuiteSettings
+from benchmarks.suite_spec import SuiteSettings
+from benchmarks.suites import CARTPOLE, SUITES
 from tests.windowed_family import WindowedFamily
 from world_models import families
 
@@ -81,7 +82,8 @@ def test_action_free_suite_builds_every_family_on_its_40px_frames():
 
     import video_envs  # noqa: F401
     from benchmarks.shared_model import model_overrides
-    from benchmarks.suites import BREAKOUT_CELLS, get_suite, validate_suite
+    from benchmarks.suite_spec import validate_suite
+    from benchmarks.suites import BREAKOUT_CELLS, get_suite
     from world_models.families import build_model, make_spec
 
     suite = validate_suite(get_suite("action_free"))

@@ -14,7 +14,8 @@ from benchmarks.cli import main as vwm
 from benchmarks.grid import GridJob, Node, plan_grid
 from benchmarks.runner import expand, result_path
 from benchmarks.shared_model import shared_folder
-from benchmarks.suites import get_suite, with_options
+from benchmarks.suite_spec import with_options
+from benchmarks.suites import get_suite
 
 SMOKE = get_suite("smoke")
 TWO_FAMILIES = with_options(SMOKE, ("rssm", "diffusion"))

@@ -12,7 +12,7 @@ from benchmarks import redream
 from benchmarks.dream_return import LatentActor, dream_return
 from benchmarks.results_schema import RunResult
 from benchmarks.runner import evaluation_seed, result_path
-from benchmarks.suites import RunSpec
+from benchmarks.suite_spec import RunSpec
 
 CHECKED_IN = Path(__file__).parents[2] / "benchmarks/results/cartpole"
 

@@ -11,15 +11,8 @@ import torch
 from benchmarks import runner
 from benchmarks.cli import build_parser
 from benchmarks.cli import main as vwm
-from benchmarks.suites import (
-    CARTPOLE,
-    SUITES,
-    Suite,
-    SuiteSettings,
-    get_suite,
-    validate_suite,
-    with_options,
-)
+from benchmarks.suite_spec import Suite, SuiteSettings, validate_suite, with_options
+from benchmarks.suites import CARTPOLE, SUITES, get_suite
 from world_models import families
 
 

@@ -126,7 +126,8 @@ def install() -> None:
 def register_suite() -> None:
     """The tiny suites ``faults`` (random and CEM on CartPolePixels, one model of 300 steps)
     and ``faults-random`` (random, seeds 0 and 1)."""
-    from benchmarks.suites import CARTPOLE, SUITES, Suite, SuiteSettings
+    from benchmarks.suite_spec import Suite, SuiteSettings
+    from benchmarks.suites import CARTPOLE, SUITES
 
     SUITES["faults-random"] = Suite(name="faults-random", tasks=(CARTPOLE,), methods=("random",),
                                     seeds=(0, 1), budgets=(300,), presets=("tiny",),
